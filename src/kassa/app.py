@@ -1,0 +1,79 @@
+"""The FastAPI application factory (composition root of the HTTP side)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import structlog
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from kassa import __version__
+from kassa.core.http import RequestContextMiddleware, TransactionMiddleware, install_error_handlers
+from kassa.identity import api as identity_api
+from kassa.orgs import api as orgs_api
+from kassa.runtime import Runtime
+from kassa.system import api as system_api
+from kassa.worker import build_job_app, worker_options
+
+log = structlog.get_logger("kassa.app")
+
+DESCRIPTION = """Kassa's billing API. Authenticate with `Authorization: Bearer <token>`,
+where the token is a member's access token (`POST /v1/auth/login`) or an API key."""
+
+
+def ensure_signing_key(rt: Runtime) -> None:
+    with rt.db.transaction() as session:
+        rt.keyring.ensure_active(session)
+
+
+def create_app(rt: Runtime, *, run_worker: bool = False) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(ensure_signing_key, rt)
+        job_app = None
+        worker: asyncio.Task[None] | None = None
+        if run_worker:
+            job_app = build_job_app(rt)
+            await job_app.open_async()
+            worker = asyncio.create_task(
+                job_app.run_worker_async(**worker_options(rt, name="kassa-serve"))
+            )
+            log.info("worker_started", mode="in-process")
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+            if job_app is not None:
+                await job_app.close_async()
+
+    app = FastAPI(
+        title="Kassa",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        license_info={"name": "Apache-2.0", "identifier": "Apache-2.0"},
+    )
+    app.state.runtime = rt
+    install_error_handlers(app)
+    app.add_middleware(
+        TransactionMiddleware,
+        factory=lambda: rt.db.sessionmaker,
+        now=rt.clock.now,
+        idempotency_ttl=timedelta(hours=rt.settings.idempotency_ttl_hours),
+    )
+    app.add_middleware(RequestContextMiddleware)
+    for router in (
+        system_api.router,
+        identity_api.public,
+        identity_api.router,
+        orgs_api.router,
+    ):
+        app.include_router(router)
+    return app

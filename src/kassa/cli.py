@@ -1,0 +1,213 @@
+"""The ``kassa`` command line (Typer)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from kassa import __version__
+from kassa.config import Settings
+from kassa.core.context import Role
+from kassa.core.logging import configure_logging
+from kassa.runtime import Runtime
+
+cli = typer.Typer(help="Kassa: multi-tenant meter-to-cash billing.", no_args_is_help=True)
+admin = typer.Typer(help="Operator commands (platform level).", no_args_is_help=True)
+cli.add_typer(admin, name="admin")
+console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"kassa {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def main_callback(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Kassa: multi-tenant meter-to-cash billing."""
+
+
+def _boot(migrate: bool = True) -> Runtime:
+    """Settings → logging → database (embedded if no URL) → migrations."""
+    from kassa.db import migrate as migrations
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    started = time.perf_counter()
+    with console.status("Starting the database…"):
+        rt = Runtime.build(settings)
+    if migrate:
+        with console.status("Applying migrations…"):
+            migrations.upgrade(rt.db.urls, settings)
+    where = "embedded PostgreSQL" if not settings.database_url else "PostgreSQL"
+    console.print(
+        f"[green]✓[/] {where} ready and migrated in {time.perf_counter() - started:.1f} s"
+    )
+    return rt
+
+
+@cli.command()
+def migrate() -> None:
+    """Upgrade the database schema to the newest version."""
+    rt = _boot(migrate=True)
+    rt.close()
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    demo: Annotated[bool, typer.Option(help="Create a demo organization and print a login.")] = False,
+    worker: Annotated[bool, typer.Option(help="Run a job worker inside this process.")] = True,
+) -> None:
+    """Run the API (and, by default, an in-process job worker)."""
+    import uvicorn
+
+    from kassa.app import create_app, ensure_signing_key
+
+    rt = _boot(migrate=True)
+    ensure_signing_key(rt)
+    if demo:
+        from kassa.demo import ensure_demo
+
+        login = ensure_demo(rt)
+        console.print(
+            Panel.fit(
+                f"API       http://{host}:{port}  (docs: http://{host}:{port}/docs)\n"
+                f"Login     {login.email} / {login.password}\n"
+                f"API key   {login.api_key}\n"
+                f"Org       {login.org_id}",
+                title="Kassa demo",
+                border_style="cyan",
+            )
+        )
+        console.print(
+            f'Try:  curl -H "Authorization: Bearer {login.api_key}" http://{host}:{port}/v1/me',
+            soft_wrap=True,
+        )
+    app = create_app(rt, run_worker=worker)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        proxy_headers=True,
+        forwarded_allow_ips=rt.settings.forwarded_allow_ips,
+    )
+    rt.close()
+
+
+@cli.command("worker")
+def run_worker(
+    concurrency: Annotated[int | None, typer.Option(help="Jobs run at once.")] = None,
+    queue: Annotated[list[str] | None, typer.Option(help="Only these queues (repeatable).")] = None,
+) -> None:
+    """Run a standalone job worker (start any number, on any machine)."""
+    from kassa.worker import build_job_app, worker_options
+
+    rt = _boot(migrate=False)
+    job_app = build_job_app(rt)
+    options = worker_options(rt, name="kassa-worker", install_signal_handlers=True)
+    if concurrency:
+        options["concurrency"] = concurrency
+    if queue:
+        options["queues"] = queue
+
+    async def run() -> None:
+        async with job_app.open_async():
+            await job_app.run_worker_async(**options)
+
+    console.print("[green]✓[/] worker running; Ctrl-C stops it after the jobs in progress")
+    asyncio.run(run())
+    rt.close()
+
+
+@admin.command("create-org")
+def create_org(
+    name: Annotated[str, typer.Option(help="Organization name.")],
+    owner_email: Annotated[str, typer.Option(help="E-mail of the owner (created if new).")],
+    password: Annotated[
+        str | None, typer.Option(help="Owner's password if the user is new (default: generated).")
+    ] = None,
+    live: Annotated[bool, typer.Option(help="Create in live mode (default: test).")] = False,
+    currency: Annotated[str, typer.Option(help="Default currency.")] = "eur",
+    timezone: Annotated[str, typer.Option(help="IANA time zone.")] = "UTC",
+) -> None:
+    """Create an organization with its owner (operators; works with signup disabled)."""
+    from kassa.identity import service as identity
+    from kassa.orgs import service as orgs
+    from kassa.orgs.schemas import check_currency, check_timezone
+
+    try:
+        currency = check_currency(currency) or "eur"
+        timezone = check_timezone(timezone) or "UTC"
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    rt = _boot(migrate=True)
+    now = rt.clock.now()
+    generated = None
+    with rt.db.transaction() as session:
+        user = identity.find_user(session, owner_email, lock=True)
+        if user is None:
+            if password is None:
+                password = generated = secrets.token_urlsafe(12)
+            identity.check_password(password, owner_email)
+            user = identity.create_user(session, owner_email, password, None, now)
+        org = orgs.create_org(
+            session, name=name, now=now, currency=currency, timezone=timezone,
+            mode="live" if live else "test",
+        )  # fmt: skip
+        identity.add_membership(session, org.id, user.id, Role.OWNER, now)
+    table = Table(show_header=False)
+    table.add_row("organization", f"{org.name} ({org.id}, {org.mode} mode)")
+    table.add_row("owner", user.email)
+    if generated:
+        table.add_row("password", generated)
+    Console().print(table)
+    rt.close()
+
+
+@admin.command("rotate-signing-key")
+def rotate_signing_key() -> None:
+    """Start signing with a new key; the old one stays valid until its tokens expire."""
+    rt = _boot(migrate=True)
+    with rt.db.transaction() as session:
+        kid = rt.keyring.rotate(session)
+    Console().print(f"new signing key [bold]{kid}[/]")
+    rt.close()
+
+
+@admin.command("list-orgs")
+def list_orgs() -> None:
+    """Every organization on this installation."""
+    from sqlalchemy import select
+
+    from kassa.orgs.models import Organization
+
+    rt = _boot(migrate=False)
+    table = Table("id", "name", "mode", "currency", "created")
+    with rt.db.transaction() as session:
+        for org in session.scalars(select(Organization).order_by(Organization.id)):
+            table.add_row(org.id, org.name, org.mode, org.currency, org.created_at.isoformat())
+    Console().print(table)
+    rt.close()
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

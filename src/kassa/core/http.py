@@ -1,0 +1,273 @@
+"""The request boundary: request ids, logging context, metrics, the transaction, errors.
+
+``TransactionMiddleware`` owns each request's unit of work. Services only flush; the
+transaction is committed when the response *starts* (before the client sees a byte), so a
+failed commit becomes a 500 and never a false success. Error responses roll back, unless
+the error says its side effects are part of the answer (a counted failed login, a revoked
+token family). A stored idempotent response is written in the same transaction.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kassa.core import idempotency
+from kassa.core.errors import PROBLEM_CONTENT_TYPE, FieldError, KassaError, NotFound
+from kassa.core.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+log = structlog.get_logger("kassa.http")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+class UnitOfWork:
+    """One request's session and transaction, created on first use."""
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self._factory = factory
+        self.session: Session | None = None
+        self.pending_key: idempotency.PendingKey | None = None
+        self.keep_on_error = False
+
+    def get(self) -> Session:
+        if self.session is None:
+            self.session = self._factory()
+            self.session.begin()
+        return self.session
+
+    def finish(self, commit: bool) -> None:
+        session, self.session = self.session, None
+        if session is None:
+            return
+        try:
+            if commit:
+                session.commit()
+            else:
+                session.rollback()
+        finally:
+            session.close()
+
+
+class TransactionMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        factory: Callable[[], sessionmaker[Session]],
+        now: Callable[[], datetime],
+        idempotency_ttl: timedelta,
+    ) -> None:
+        self.app = app
+        self.factory = factory
+        self.now = now
+        self.ttl = idempotency_ttl
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        uow = UnitOfWork(self.factory())
+        scope.setdefault("state", {})["uow"] = uow
+        start: Message | None = None
+        chunks: list[bytes] = []
+        done = False
+
+        async def finish_and_send(message: Message) -> None:
+            nonlocal done
+            status = int(message["status"])
+            commit = status < 400 or uow.keep_on_error
+            await run_in_threadpool(uow.finish, commit)
+            done = True
+            await send(message)
+
+        async def wrapped_send(message: Message) -> None:
+            nonlocal start
+            if done or uow.session is None:
+                await send(message)
+                return
+            if message["type"] == "http.response.start":
+                if uow.pending_key is not None and 200 <= message["status"] < 300:
+                    start = message  # hold the response until its body is stored
+                    return
+                await finish_and_send(message)
+                return
+            if message["type"] == "http.response.body" and start is not None:
+                chunks.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                body = b"".join(chunks)
+                headers = {k.decode().lower(): v.decode() for k, v in start["headers"]}
+                await run_in_threadpool(self._store, uow, int(start["status"]), headers, body)
+                await finish_and_send(start)
+                await send({"type": "http.response.body", "body": body})
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, receive, wrapped_send)
+        finally:
+            if uow.session is not None:
+                await run_in_threadpool(uow.finish, False)
+
+    def _store(self, uow: UnitOfWork, status: int, headers: dict[str, str], body: bytes) -> None:
+        assert uow.pending_key is not None
+        now = self.now()
+        idempotency.store(
+            uow.get(),
+            uow.pending_key,
+            idempotency.StoredResponse(status, headers, body),
+            now,
+            self.ttl,
+        )
+
+
+def problem_response(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = {
+        "type": f"https://kassa.dev/problems/{code.replace('_', '-')}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_CONTENT_TYPE)
+
+
+class RequestContextMiddleware:
+    """Request ids in and out, log context, metrics, and a problem+json 500 for crashes."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID.match(incoming) else f"req_{uuid.uuid4().hex}"
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def wrapped_send(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = int(message["status"])
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, wrapped_send)
+        except Exception:
+            log.exception("unhandled_error", path=scope.get("path"))
+            if response_started:
+                raise
+            response = problem_response(
+                500,
+                "internal_error",
+                "Internal server error",
+                f"Something went wrong on our side. Quote request id {request_id}.",
+            )
+            await response(scope, receive, wrapped_send)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            method = scope.get("method", "")
+            HTTP_REQUESTS.labels(method, template, str(status)).inc()
+            HTTP_LATENCY.labels(method, template).observe(time.perf_counter() - started)
+            log.info(
+                "request",
+                method=method,
+                route=template,
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = list(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
+    name = ""
+    for part in parts:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        else:
+            name += ("." if name else "") + str(part)
+    return name or str(loc[0] if loc else "body")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def kassa_error(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, idempotency.Replay):
+            stored = exc.stored
+            headers = dict(stored.headers)
+            media_type = headers.pop("content-type", "application/json")
+            headers["Idempotent-Replayed"] = "true"
+            return Response(stored.body, stored.status, headers=headers, media_type=media_type)
+        assert isinstance(exc, KassaError)
+        uow = getattr(request.state, "uow", None)
+        if getattr(exc, "persist_effects", False) and uow is not None:
+            uow.keep_on_error = True
+        return JSONResponse(
+            exc.problem(),
+            status_code=exc.status,
+            headers=exc.headers,
+            media_type=PROBLEM_CONTENT_TYPE,
+        )
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            FieldError(_field_name(tuple(e.get("loc", ()))), str(e.get("msg", "invalid")))
+            for e in exc.errors()
+        ]
+        detail = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
+        return problem_response(
+            422,
+            "validation_error",
+            "Invalid request",
+            detail,
+            errors=[{"field": e.field, "message": e.message} for e in errors],
+        )
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404:
+            return JSONResponse(
+                NotFound(detail="No such resource.").problem(),
+                status_code=404,
+                media_type=PROBLEM_CONTENT_TYPE,
+            )
+        code = re.sub(r"[^a-z]+", "_", str(exc.detail).lower()).strip("_") or "http_error"
+        detail = str(exc.detail)
+        return problem_response(exc.status_code, code, detail, detail, headers=exc.headers)
+
+    app.add_exception_handler(KassaError, kassa_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+

@@ -1,0 +1,55 @@
+"""Pydantic building blocks shared by every context's public schemas."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+MAX_METADATA_KEYS = 50
+
+
+def _check_metadata(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > MAX_METADATA_KEYS:
+        raise ValueError(f"at most {MAX_METADATA_KEYS} keys")
+    for key, item in value.items():
+        if not 1 <= len(key) <= 40:
+            raise ValueError("keys must be 1 to 40 characters")
+        if len(item) > 500:
+            raise ValueError(f"value of {key!r} exceeds 500 characters")
+    return value
+
+
+Metadata = Annotated[dict[str, str], AfterValidator(_check_metadata)]
+
+
+class Strict(BaseModel):
+    """Request bodies: unknown fields are an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every error response carries them."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str = Field(description="Stable snake_case error code")
+    instance: str | None = None
+    errors: list[dict[str, str]] | None = Field(
+        default=None, description="One entry per invalid field: {field, message}"
+    )
+    model_config = ConfigDict(extra="allow")
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI declarations of a route's error responses (application/problem+json)."""
+    return {
+        status: {
+            "model": Problem,
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }

@@ -1,0 +1,1 @@
+"""Database access: engines, sessions, tenancy (RLS), embedded PostgreSQL, migrations."""

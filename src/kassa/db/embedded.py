@@ -1,0 +1,50 @@
+"""Embedded PostgreSQL (the ``pgserver`` package) for machines with nothing but Python.
+
+The server lives in ``<data_dir>/pg``, is shared by every Kassa process on the machine
+(pgserver counts handles) and is stopped when the last one exits. Data survives restarts.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import psycopg
+from psycopg import sql
+
+DATABASE = "kassa"
+_servers: dict[Path, Any] = {}
+_lock = threading.Lock()
+
+
+def start(data_dir: Path, database: str = DATABASE) -> str:
+    """Start (or reuse) the embedded server; return an owner URL for ``database``."""
+    pgdata = (data_dir / "pg").resolve()
+    with _lock:
+        server = _servers.get(pgdata)
+        if server is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                import pgserver
+
+                pgdata.parent.mkdir(parents=True, exist_ok=True)
+                server = pgserver.get_server(pgdata, cleanup_mode="stop")
+            _servers[pgdata] = server
+    socket_dir = parse_qs(urlparse(server.get_uri()).query)["host"][0]
+    ensure_database(f"host={socket_dir} user=postgres dbname=postgres", database)
+    return f"postgresql+psycopg://postgres@/{database}?host={socket_dir}"
+
+
+def ensure_database(conninfo: str, database: str) -> None:
+    """CREATE DATABASE if missing (idempotent, tolerant of a concurrent creator)."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
+        if exists:
+            return
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+        except psycopg.errors.DuplicateDatabase:
+            pass

@@ -1,0 +1,1 @@
+"""Identity and access: users, members and roles, tokens, API keys, signing keys."""

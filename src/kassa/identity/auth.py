@@ -1,0 +1,87 @@
+"""FastAPI dependencies: the request's session, its principal, role checks, idempotency."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from kassa.core import idempotency
+from kassa.core.context import Principal, Role
+from kassa.core.errors import Unauthorized
+from kassa.core.http import UnitOfWork
+from kassa.identity import service
+from kassa.identity.errors import InsufficientRole
+from kassa.runtime import Runtime
+
+_bearer = HTTPBearer(auto_error=False, description="A member's access token or an API key")
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+def uow(request: Request) -> UnitOfWork:
+    unit: UnitOfWork = request.state.uow
+    return unit
+
+
+def db(unit: UnitOfWork = Depends(uow)) -> Session:
+    return unit.get()
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def public_rate_limit(request: Request, rt: Runtime = Depends(runtime)) -> None:
+    """Per-IP limit on unauthenticated routes (signup, login, refresh)."""
+    rt.limiter.hit(rt.settings.rate_limit_public, "public", client_ip(request))
+
+
+def principal(
+    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+    session: Session = Depends(db),
+    rt: Runtime = Depends(runtime),
+) -> Principal:
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized(detail="Send `Authorization: Bearer <access token or API key>`.")
+    who = service.authenticate(session, rt.keyring, rt.clock, credentials.credentials)
+    rt.limiter.hit(rt.settings.rate_limit_api, "api", who.org_id, who.actor_id)
+    return who
+
+
+def require(*roles: Role, api_keys: bool = True) -> Callable[..., Principal]:
+    """A dependency admitting members with one of ``roles`` (all roles if none given)
+    and, unless ``api_keys=False``, organization API keys."""
+    allowed = frozenset(roles) or frozenset(Role)
+
+    def check(who: Principal = Depends(principal)) -> Principal:
+        if who.is_api_key and not api_keys:
+            raise InsufficientRole(detail="API keys cannot do this; log in as a member.")
+        if not who.is_api_key and who.role not in allowed:
+            raise InsufficientRole(detail=f"Requires role {' or '.join(sorted(allowed))}.")
+        return who
+
+    return check
+
+
+async def idempotent(
+    request: Request,
+    who: Principal = Depends(principal),
+    unit: UnitOfWork = Depends(uow),
+    rt: Runtime = Depends(runtime),
+) -> None:
+    """Honour ``Idempotency-Key`` on a POST (see kassa.core.idempotency)."""
+    key = request.headers.get("idempotency-key")
+    if key is None or request.method != "POST":
+        return
+    body = await request.body()
+    print_ = idempotency.fingerprint(request.method, request.url.path, body)
+    unit.pending_key = await run_in_threadpool(
+        idempotency.claim, unit.get(), who.org_id, key, print_, rt.clock.now()
+    )

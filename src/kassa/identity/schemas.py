@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, EmailStr, Field, field_validator
+
+from kassa.core.context import Role
+from kassa.core.schemas import Strict
+from kassa.orgs.schemas import Org, check_country, check_currency, check_timezone
+
+Password = str  # length and content are checked by identity.rules.password_problem
+
+
+class SignupIn(Strict):
+    org_name: str = Field(min_length=1, max_length=200)
+    email: EmailStr
+    password: Password = Field(min_length=1, max_length=1024)
+    name: str | None = Field(default=None, max_length=200)
+    country: str | None = None
+    currency: str | None = None
+    timezone: str | None = None
+
+    _country = field_validator("country")(check_country)
+    _currency = field_validator("currency")(check_currency)
+    _timezone = field_validator("timezone")(check_timezone)
+
+
+class LoginIn(Strict):
+    email: EmailStr
+    password: str = Field(min_length=1, max_length=1024)
+    org: str | None = Field(default=None, description="Organization id, when you belong to several")
+
+
+class RefreshIn(Strict):
+    refresh_token: str = Field(min_length=1, max_length=200)
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds until the access token expires")
+
+
+class User(BaseModel):
+    id: str
+    object: Literal["user"] = "user"
+    email: str
+    name: str | None
+    created_at: datetime
+
+
+class SignupOut(TokenPair):
+    org: Org
+    user: User
+
+
+class ApiKeyRef(BaseModel):
+    id: str
+    name: str
+    prefix: str
+
+
+class Me(BaseModel):
+    user: User | None
+    org: Org
+    role: Role
+    api_key: ApiKeyRef | None = None
+
+
+class MemberIn(Strict):
+    email: EmailStr
+    role: Role
+    name: str | None = Field(default=None, max_length=200)
+    password: str | None = Field(default=None, max_length=1024)
+
+
+class MemberPatch(Strict):
+    role: Role
+
+
+class Member(BaseModel):
+    id: str = Field(description="The member's user id")
+    object: Literal["member"] = "member"
+    email: str
+    name: str | None
+    role: Role
+    created_at: datetime
+
+
+class ApiKeyIn(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    mode: Literal["test", "live"] | None = None
+
+
+class ApiKey(BaseModel):
+    id: str
+    object: Literal["api_key"] = "api_key"
+    name: str
+    mode: Literal["test", "live"]
+    prefix: str = Field(description="The first characters of the key, to recognise it")
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKey):
+    key: str = Field(description="The full key. Shown only in this response; store it now.")

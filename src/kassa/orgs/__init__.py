@@ -1,0 +1,1 @@
+"""Organizations: the platform's tenants and their settings."""

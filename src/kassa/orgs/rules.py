@@ -1,0 +1,53 @@
+"""Pure validation of organization settings (ISO codes, zones, numbering prefix)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import cache
+from zoneinfo import available_timezones
+
+from babel import Locale
+from babel.numbers import list_currencies
+
+TAX_RULESETS = ("none", "eu_vat", "gb_vat", "au_gst")
+_PREFIX = re.compile(r"^[A-Z0-9][A-Z0-9-]{0,11}$")
+
+
+@cache
+def _countries() -> frozenset[str]:
+    return frozenset(code for code in Locale("en").territories if re.fullmatch(r"[A-Z]{2}", code))
+
+
+@cache
+def _currencies() -> frozenset[str]:
+    return frozenset(code.lower() for code in list_currencies())
+
+
+@cache
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def is_country(code: str) -> bool:
+    return code in _countries()
+
+
+def is_currency(code: str) -> bool:
+    return code in _currencies()
+
+
+def is_timezone(name: str) -> bool:
+    return name in _zones()
+
+
+def is_invoice_prefix(prefix: str) -> bool:
+    return _PREFIX.fullmatch(prefix) is not None
+
+
+def invoice_prefix_for(name: str) -> str:
+    """A default numbering prefix from an org name: "Acme Rentals GmbH" → "ACME"."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    words = re.findall(r"[A-Za-z0-9]+", ascii_name)
+    prefix = (words[0] if words else "INV").upper()[:8]
+    return prefix if is_invoice_prefix(prefix) else "INV"

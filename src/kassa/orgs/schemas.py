@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from kassa.core.schemas import Metadata, Strict
+from kassa.orgs import rules
+
+Mode = Literal["test", "live"]
+TaxRuleset = Literal["none", "eu_vat", "gb_vat", "au_gst"]
+
+
+def check_country(value: str | None) -> str | None:
+    if value is not None and not rules.is_country(value.upper()):
+        raise ValueError("must be an ISO 3166-1 alpha-2 country code, e.g. DE")
+    return value.upper() if value else value
+
+
+def check_currency(value: str | None) -> str | None:
+    if value is not None and not rules.is_currency(value.lower()):
+        raise ValueError("must be an ISO 4217 currency code, e.g. eur")
+    return value.lower() if value else value
+
+
+def check_timezone(value: str | None) -> str | None:
+    if value is not None and not rules.is_timezone(value):
+        raise ValueError("must be an IANA time zone, e.g. Europe/Berlin")
+    return value
+
+
+class Dunning(Strict):
+    retry_after_hours: list[int] = Field(default=[1, 24, 72], min_length=1, max_length=10)
+    suspend_after_failures: int = Field(default=3, ge=1, le=20)
+
+    @field_validator("retry_after_hours")
+    @classmethod
+    def _ascending(cls, value: list[int]) -> list[int]:
+        if any(h < 1 or h > 24 * 60 for h in value):
+            raise ValueError("each retry must be 1 to 1440 hours after the failure")
+        if value != sorted(set(value)):
+            raise ValueError("must be strictly ascending")
+        return value
+
+
+class Org(BaseModel):
+    id: str
+    object: Literal["organization"] = "organization"
+    name: str
+    country: str | None
+    currency: str
+    timezone: str
+    mode: Mode
+    tax_ruleset: TaxRuleset
+    invoice_prefix: str
+    dunning: Dunning
+    metadata: dict[str, str]
+    created_at: datetime
+
+
+class OrgPatch(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    country: str | None = None
+    currency: str | None = None
+    timezone: str | None = None
+    mode: Mode | None = None
+    tax_ruleset: TaxRuleset | None = None
+    invoice_prefix: str | None = None
+    dunning: Dunning | None = None
+    metadata: Metadata | None = None
+
+    _country = field_validator("country")(check_country)
+    _currency = field_validator("currency")(check_currency)
+    _timezone = field_validator("timezone")(check_timezone)
+
+    @field_validator("invoice_prefix")
+    @classmethod
+    def _prefix(cls, value: str | None) -> str | None:
+        if value is not None and not rules.is_invoice_prefix(value):
+            raise ValueError("1 to 12 of A-Z, 0-9 and '-', starting with a letter or digit")
+        return value

@@ -1,0 +1,88 @@
+"""Organization use cases. Runs inside the caller's transaction; never commits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from kassa.core.context import Principal
+from kassa.core.errors import NotFound
+from kassa.core.ids import new_id
+from kassa.orgs import rules
+from kassa.orgs.models import Organization
+from kassa.orgs.schemas import Dunning, Org, OrgPatch
+
+
+def create_org(
+    session: Session,
+    *,
+    name: str,
+    now: datetime,
+    country: str | None = None,
+    currency: str | None = None,
+    timezone: str | None = None,
+    mode: str = "test",
+) -> Organization:
+    org = Organization(
+        id=new_id("org"),
+        name=name,
+        country=country,
+        currency=currency or "eur",
+        timezone=timezone or "UTC",
+        mode=mode,
+        tax_ruleset="none",
+        invoice_prefix=rules.invoice_prefix_for(name),
+        dunning=Dunning().model_dump(),
+        metadata_={},
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(org)
+    session.flush()
+    return org
+
+
+def load(session: Session, org_id: str) -> Organization:
+    org = session.scalars(select(Organization).where(Organization.id == org_id)).one_or_none()
+    if org is None:
+        raise NotFound(detail="Organization not found.")
+    return org
+
+
+def get_org(session: Session, principal: Principal) -> Organization:
+    """The principal's own organization: the only one a request can ever read."""
+    return load(session, principal.org_id)
+
+
+def update_org(session: Session, principal: Principal, patch: OrgPatch, now: datetime) -> Organization:
+    org = load(session, principal.org_id)
+    changes: dict[str, Any] = patch.model_dump(exclude_unset=True)
+    for field, value in changes.items():
+        if value is None:
+            continue  # explicit nulls leave a setting unchanged (country can't be unset)
+        if field == "metadata":
+            org.metadata_ = value
+        else:
+            setattr(org, field, value)
+    org.updated_at = now
+    session.flush()
+    return org
+
+
+def to_schema(org: Organization) -> Org:
+    return Org(
+        id=org.id,
+        name=org.name,
+        country=org.country,
+        currency=org.currency,
+        timezone=org.timezone,
+        mode=org.mode,  # type: ignore[arg-type]
+        tax_ruleset=org.tax_ruleset,  # type: ignore[arg-type]
+        invoice_prefix=org.invoice_prefix,
+        dunning=Dunning.model_validate(org.dunning),
+        metadata=org.metadata_,
+        created_at=org.created_at,
+    )

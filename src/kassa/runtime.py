@@ -1,0 +1,43 @@
+"""The process-wide objects a running Kassa needs, built once from Settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from kassa.config import Settings
+from kassa.core.clock import Clock, SystemClock
+from kassa.core.ratelimit import RateLimiter
+from kassa.db.engine import Database, resolve_urls
+from kassa.identity.service import AuthPolicy
+from kassa.identity.tokens import KeyRing
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    clock: Clock
+    keyring: KeyRing
+    limiter: RateLimiter
+    policy: AuthPolicy
+    extras: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
+        clock = clock or SystemClock()
+        db = Database(resolve_urls(settings), pool_size=settings.db_pool_size)
+        access_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
+        keyring = KeyRing(
+            settings.secret, clock, access_ttl, timedelta(days=settings.signing_key_rotation_days)
+        )
+        policy = AuthPolicy(
+            access_ttl=access_ttl,
+            refresh_ttl=timedelta(days=settings.refresh_token_ttl_days),
+            max_failures=settings.login_max_failures,
+            lockout=timedelta(seconds=settings.login_lockout_seconds),
+        )
+        return cls(settings, db, clock, keyring, RateLimiter(settings.redis_url), policy)
+
+    def close(self) -> None:
+        self.db.dispose()

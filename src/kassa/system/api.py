@@ -1,0 +1,70 @@
+"""Routes: /health (liveness), /ready (readiness), /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+
+from kassa.identity.auth import runtime
+from kassa.runtime import Runtime
+from kassa.system import service
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health")
+def health() -> dict[str, str]:
+    """The process is alive and serving."""
+    return {"status": "ok"}
+
+
+@router.get("/ready", responses={503: {"description": "Not ready; the body says why"}})
+async def ready(rt: Runtime = Depends(runtime)) -> JSONResponse:
+    """Database reachable, migrations at head, and a worker with a recent heartbeat."""
+    window = timedelta(seconds=max(30.0, 3 * rt.settings.worker_heartbeat_seconds))
+    result = await run_in_threadpool(service.readiness, rt.db, window)
+    return JSONResponse(
+        {"status": "ready" if result.ready else "not_ready", "checks": result.detail},
+        status_code=200 if result.ready else 503,
+    )
+
+
+class _JobQueue(Collector):
+    def __init__(self, rows: list[tuple[str, str, str, int]]) -> None:
+        self.rows = rows
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "kassa_jobs_in_queue", "Jobs in the queue by task and status (all workers).",
+            labels=["queue", "task", "status"],
+        )  # fmt: skip
+        for queue, task, status, count in self.rows:
+            gauge.add_metric([queue, task, status], count)
+        yield gauge
+
+
+def _queue_rows(rt: Runtime) -> list[tuple[str, str, str, int]]:
+    with rt.db.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT queue_name, task_name, status::text, count(*) "
+                "FROM procrastinate_jobs GROUP BY 1, 2, 3"
+            )
+        ).all()
+    return [(str(q), str(t), str(s), int(c)) for q, t, s, c in rows]
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(rt: Runtime = Depends(runtime)) -> Response:
+    registry = CollectorRegistry()
+    registry.register(_JobQueue(await run_in_threadpool(_queue_rows, rt)))
+    body = generate_latest(REGISTRY) + generate_latest(registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

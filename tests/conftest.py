@@ -1,0 +1,152 @@
+"""Shared fixtures: a real PostgreSQL (embedded, or KASSA_TEST_DATABASE_URL), migrated once
+per test process, and the real ASGI app. Tests isolate themselves by creating their own
+organizations (which is also how tenancy is exercised), not by mocking anything."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from psycopg import sql
+from sqlalchemy import make_url
+
+from kassa.app import create_app
+from kassa.config import Settings
+from kassa.core.logging import configure_logging
+from kassa.db import embedded
+from kassa.db import migrate as migrations
+from kassa.runtime import Runtime
+
+ROOT = Path(__file__).resolve().parents[1]
+PASSWORD = "correct horse battery staple"
+
+
+def _fresh_database(name: str) -> str:
+    """An empty database ``name`` on the test server; returns its owner URL."""
+    base = os.environ.get("KASSA_TEST_DATABASE_URL")
+    if base is None:
+        base = embedded.start(ROOT / ".kassa-test", database="postgres")
+    url = make_url(base).set(drivername="postgresql")
+    admin = url.set(database="postgres").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return url.set(drivername="postgresql+psycopg", database=name).render_as_string(
+        hide_password=False
+    )
+
+
+def make_settings(tmp: Path, database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "data_dir": tmp,
+        "secret_key": "test-secret-key-not-for-production",
+        "rate_limit_api": "10000/second",
+        "rate_limit_public": "10000/second",
+        "login_ip_max_failures": "10000/minute",
+        "log_format": "console",
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    return _fresh_database(f"kassa_test_{worker}")
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    configure_logging("WARNING", "console")
+    return make_settings(tmp_path_factory.mktemp("data"), database_url)
+
+
+@pytest.fixture(scope="session")
+def rt(settings: Settings) -> Iterator[Runtime]:
+    runtime = Runtime.build(settings)
+    migrations.upgrade(runtime.db.urls, settings)
+    yield runtime
+    runtime.close()
+
+
+@pytest.fixture(scope="session")
+def client(rt: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(rt), raise_server_exceptions=False) as c:
+        yield c
+
+
+def unique_email(tag: str = "user") -> str:
+    return f"{tag}-{uuid.uuid4().hex[:12]}@example.com"
+
+
+@dataclass
+class Tenant:
+    org_id: str
+    user_id: str
+    email: str
+    password: str
+    access_token: str
+    refresh_token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+def signup(client: TestClient, name: str = "Acme Rentals", **extra: Any) -> Tenant:
+    email = extra.pop("email", None) or unique_email("owner")
+    response = client.post(
+        "/v1/auth/signup", json={"org_name": name, "email": email, "password": PASSWORD, **extra}
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return Tenant(
+        org_id=body["org"]["id"],
+        user_id=body["user"]["id"],
+        email=email,
+        password=PASSWORD,
+        access_token=body["access_token"],
+        refresh_token=body["refresh_token"],
+    )
+
+
+def api_key(client: TestClient, tenant: Tenant, name: str = "server") -> dict[str, Any]:
+    response = client.post("/v1/api_keys", json={"name": name}, headers=tenant.headers)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def add_member(client: TestClient, tenant: Tenant, role: str) -> Tenant:
+    email = unique_email(role)
+    response = client.post(
+        "/v1/members",
+        json={"email": email, "role": role, "password": PASSWORD},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 201, response.text
+    login = client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    tokens = login.json()
+    return Tenant(
+        tenant.org_id, response.json()["id"], email, PASSWORD,
+        tokens["access_token"], tokens["refresh_token"],
+    )  # fmt: skip
+
+
+@pytest.fixture
+def tenant(client: TestClient) -> Tenant:
+    return signup(client)
+
+
+@pytest.fixture
+def other_tenant(client: TestClient) -> Tenant:
+    return signup(client, name="Other Org")

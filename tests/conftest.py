@@ -36,7 +36,9 @@ def _fresh_database(name: str) -> str:
     url = make_url(base).set(drivername="postgresql")
     admin = url.set(database="postgres").render_as_string(hide_password=False)
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return url.set(drivername="postgresql+psycopg", database=name).render_as_string(
         hide_password=False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import signal
 import time
 from typing import Annotated
 
@@ -69,7 +70,9 @@ def migrate() -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    demo: Annotated[bool, typer.Option(help="Create a demo organization and print a login.")] = False,
+    demo: Annotated[
+        bool, typer.Option(help="Create a demo organization and print a login.")
+    ] = False,
     worker: Annotated[bool, typer.Option(help="Run a job worker inside this process.")] = True,
 ) -> None:
     """Run the API (and, by default, an in-process job worker)."""
@@ -98,6 +101,10 @@ def serve(
             soft_wrap=True,
         )
     app = create_app(rt, run_worker=worker)
+    # uvicorn re-raises the SIGINT/SIGTERM it shut down for once it is done, which would kill
+    # the process before atexit stops the embedded PostgreSQL; absorb it and exit normally.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
     uvicorn.run(
         app,
         host=host,

@@ -16,7 +16,7 @@ class Settings(BaseSettings):
 
     database_url: str | None = Field(
         default=None,
-        description="Owner connection (runs migrations). Empty: embedded PostgreSQL under data_dir.",
+        description="Owner connection (runs migrations). Empty: embedded PostgreSQL in data_dir.",
     )
     app_database_url: str | None = Field(
         default=None,

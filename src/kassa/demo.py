@@ -51,7 +51,9 @@ def ensure_demo(rt: Runtime) -> DemoLogin:
         rls.set_org(session, org_id)
         session.execute(
             update(ApiKey)
-            .where(ApiKey.org_id == org_id, ApiKey.name == DEMO_KEY_NAME, ApiKey.revoked_at.is_(None))
+            .where(
+                ApiKey.org_id == org_id, ApiKey.name == DEMO_KEY_NAME, ApiKey.revoked_at.is_(None)
+            )
             .values(revoked_at=now)
         )
         owner = Principal(org_id=org_id, role=Role.OWNER, user_id=user.id)

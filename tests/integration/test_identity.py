@@ -49,14 +49,19 @@ def test_other_sessions_survive_a_revoked_family(client: TestClient) -> None:
 
 def test_logout_ends_the_session(client: TestClient) -> None:
     tenant = signup(client)
-    assert client.post("/v1/auth/logout", json={"refresh_token": tenant.refresh_token}).status_code == 204
+    assert (
+        client.post("/v1/auth/logout", json={"refresh_token": tenant.refresh_token}).status_code
+        == 204
+    )
     response = client.post("/v1/auth/refresh", json={"refresh_token": tenant.refresh_token})
     assert response.status_code == 401
 
 
 def test_wrong_password_and_unknown_user_look_the_same(client: TestClient) -> None:
     tenant = signup(client)
-    wrong = client.post("/v1/auth/login", json={"email": tenant.email, "password": "nope-nope-nope"})
+    wrong = client.post(
+        "/v1/auth/login", json={"email": tenant.email, "password": "nope-nope-nope"}
+    )
     unknown = client.post("/v1/auth/login", json={"email": unique_email(), "password": PASSWORD})
     assert wrong.status_code == unknown.status_code == 401
     assert wrong.json()["code"] == unknown.json()["code"] == "invalid_credentials"
@@ -65,7 +70,9 @@ def test_wrong_password_and_unknown_user_look_the_same(client: TestClient) -> No
 def test_account_locks_after_repeated_failures(client: TestClient, rt: Runtime) -> None:
     tenant = signup(client)
     for _ in range(rt.settings.login_max_failures):
-        bad = client.post("/v1/auth/login", json={"email": tenant.email, "password": "wrong-password!"})
+        bad = client.post(
+            "/v1/auth/login", json={"email": tenant.email, "password": "wrong-password!"}
+        )
         assert bad.status_code == 401
     locked = client.post("/v1/auth/login", json={"email": tenant.email, "password": PASSWORD})
     assert locked.status_code == 429
@@ -77,10 +84,20 @@ def test_success_resets_the_failure_count(client: TestClient, rt: Runtime) -> No
     tenant = signup(client)
     for _ in range(rt.settings.login_max_failures - 1):
         client.post("/v1/auth/login", json={"email": tenant.email, "password": "wrong-password!"})
-    assert client.post("/v1/auth/login", json={"email": tenant.email, "password": PASSWORD}).status_code == 200
+    assert (
+        client.post(
+            "/v1/auth/login", json={"email": tenant.email, "password": PASSWORD}
+        ).status_code
+        == 200
+    )
     for _ in range(rt.settings.login_max_failures - 1):
         client.post("/v1/auth/login", json={"email": tenant.email, "password": "wrong-password!"})
-    assert client.post("/v1/auth/login", json={"email": tenant.email, "password": PASSWORD}).status_code == 200
+    assert (
+        client.post(
+            "/v1/auth/login", json={"email": tenant.email, "password": PASSWORD}
+        ).status_code
+        == 200
+    )
 
 
 def test_signup_validation_names_fields(client: TestClient) -> None:
@@ -95,7 +112,9 @@ def test_signup_validation_names_fields(client: TestClient) -> None:
         "/v1/auth/signup", json={"org_name": "A", "email": unique_email(), "password": "short"}
     )
     assert weak.status_code == 422
-    assert weak.json()["errors"] == [{"field": "password", "message": "must be at least 10 characters"}]
+    assert weak.json()["errors"] == [
+        {"field": "password", "message": "must be at least 10 characters"}
+    ]
     assert weak.json()["code"] == "weak_password"
 
 
@@ -125,7 +144,9 @@ def test_viewer_cannot_create_members_or_keys(client: TestClient, tenant: Tenant
     )
     assert response.status_code == 403
     assert response.json()["code"] == "insufficient_role"
-    assert client.post("/v1/api_keys", json={"name": "x"}, headers=viewer.headers).status_code == 403
+    assert (
+        client.post("/v1/api_keys", json={"name": "x"}, headers=viewer.headers).status_code == 403
+    )
     assert client.get("/v1/members", headers=tenant.headers).json()["data"] == members_before
     keys = client.get("/v1/api_keys", headers=tenant.headers).json()["data"]
     assert keys == []
@@ -140,10 +161,14 @@ def test_admin_cannot_grant_or_touch_owners(client: TestClient, tenant: Tenant) 
         headers=admin.headers,
     )
     assert grant.status_code == 403
-    demote = client.patch(f"/v1/members/{tenant.user_id}", json={"role": "viewer"}, headers=admin.headers)
+    demote = client.patch(
+        f"/v1/members/{tenant.user_id}", json={"role": "viewer"}, headers=admin.headers
+    )
     assert demote.status_code == 403
     staff = add_member(client, tenant, "staff")
-    promote = client.patch(f"/v1/members/{staff.user_id}", json={"role": "admin"}, headers=admin.headers)
+    promote = client.patch(
+        f"/v1/members/{staff.user_id}", json={"role": "admin"}, headers=admin.headers
+    )
     assert promote.status_code == 200 and promote.json()["role"] == "admin"
 
 
@@ -152,7 +177,9 @@ def test_last_owner_cannot_leave(client: TestClient, tenant: Tenant) -> None:
     assert response.status_code == 409
     assert response.json()["code"] == "last_owner"
     co_owner = add_member(client, tenant, "owner")
-    assert client.delete(f"/v1/members/{tenant.user_id}", headers=co_owner.headers).status_code == 204
+    assert (
+        client.delete(f"/v1/members/{tenant.user_id}", headers=co_owner.headers).status_code == 204
+    )
     assert client.get("/v1/me", headers=tenant.headers).status_code == 401
 
 
@@ -175,7 +202,9 @@ def test_api_key_lifecycle(client: TestClient, tenant: Tenant, rt: Runtime) -> N
     after = client.get("/v1/me", headers=headers)
     assert after.status_code == 401
     assert after.json()["code"] == "invalid_api_key"
-    live = client.post("/v1/api_keys", json={"name": "live", "mode": "live"}, headers=tenant.headers)
+    live = client.post(
+        "/v1/api_keys", json={"name": "live", "mode": "live"}, headers=tenant.headers
+    )
     assert live.status_code == 422 and live.json()["errors"][0]["field"] == "mode"
 
 
@@ -206,7 +235,9 @@ def test_key_rotation_keeps_old_tokens_valid_until_they_expire(
     with rt.db.transaction() as session:
         old = session.get(SigningKey, old_kid)
         assert old is not None and old.publish_until is not None
-        assert old.publish_until - old.retired_at >= timedelta(seconds=rt.settings.access_token_ttl_seconds)  # type: ignore[operator]
+        assert old.publish_until - old.retired_at >= timedelta(
+            seconds=rt.settings.access_token_ttl_seconds
+        )  # type: ignore[operator]
         old.publish_until = old.retired_at
     rt.keyring._loaded_at = 0.0
     assert client.get("/v1/me", headers=tenant.headers).status_code == 401
@@ -215,7 +246,9 @@ def test_key_rotation_keeps_old_tokens_valid_until_they_expire(
 
 def test_refresh_tokens_are_stored_hashed(client: TestClient, tenant: Tenant, rt: Runtime) -> None:
     with rt.db.transaction() as session:
-        hashes = session.scalars(select(RefreshToken.token_hash).where(RefreshToken.user_id == tenant.user_id)).all()
+        hashes = session.scalars(
+            select(RefreshToken.token_hash).where(RefreshToken.user_id == tenant.user_id)
+        ).all()
     assert len(hashes) == 1 and tenant.refresh_token not in hashes[0]
 
 
@@ -230,7 +263,10 @@ def test_org_settings(client: TestClient, tenant: Tenant) -> None:
         headers=tenant.headers,
     )  # fmt: skip
     assert patched.status_code == 200, patched.text
-    assert patched.json()["country"] == "AT" and patched.json()["dunning"]["retry_after_hours"] == [2, 48]
+    assert patched.json()["country"] == "AT" and patched.json()["dunning"]["retry_after_hours"] == [
+        2,
+        48,
+    ]
     bad = client.patch(
         "/v1/org",
         json={"timezone": "Mars/Base", "dunning": {"retry_after_hours": [5, 1]}},

@@ -93,7 +93,9 @@ class RateLimited(KassaError):
 
 def field_error(field_name: str, message: str, code: str = "validation_error") -> ValidationFailed:
     """A 422 naming one field, with an optional more precise code."""
-    err = ValidationFailed(detail=f"{field_name}: {message}", errors=[FieldError(field_name, message)])
+    err = ValidationFailed(
+        detail=f"{field_name}: {message}", errors=[FieldError(field_name, message)]
+    )
     if code != ValidationFailed.code:
         err.extra["code"] = code
     return err

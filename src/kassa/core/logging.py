@@ -22,10 +22,10 @@ _SENSITIVE_KEY = re.compile(
     re.IGNORECASE,
 )
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-_PHONE = re.compile(
-    r"(?<![\w/+])(\+\d[\d \-().]{6,}\d|\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4})(?![\w/])"
+_PHONE = re.compile(r"(?<![\w/+])(\+\d[\d \-().]{6,}\d|\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4})(?![\w/])")
+_SECRET_VALUE = re.compile(
+    r"\b(sk_(?:test|live)_[A-Za-z0-9]+|rt_[A-Za-z0-9_-]{20,}|eyJ[\w-]+\.[\w-]+\.[\w-]*)"
 )
-_SECRET_VALUE = re.compile(r"\b(sk_(?:test|live)_[A-Za-z0-9]+|rt_[A-Za-z0-9_-]{20,}|eyJ[\w-]+\.[\w-]+\.[\w-]*)")
 
 
 def scrub_text(text: str) -> str:
@@ -76,7 +76,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         cache_logger_on_first_use=False,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared, processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)

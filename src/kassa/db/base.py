@@ -26,4 +26,4 @@ class Base(DeclarativeBase):
 class TenantOwned:
     """Mixin for tenant-owned tables: ``org_id`` leads the primary key (RLS keys on it)."""
 
-    org_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(40), primary_key=True, sort_order=-100)

@@ -28,10 +28,10 @@ def start(data_dir: Path, database: str = DATABASE) -> str:
         if server is None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                import pgserver
+                from pgserver import get_server  # type: ignore[attr-defined]
 
                 pgdata.parent.mkdir(parents=True, exist_ok=True)
-                server = pgserver.get_server(pgdata, cleanup_mode="stop")
+                server = get_server(pgdata, cleanup_mode="stop")
             _servers[pgdata] = server
     socket_dir = parse_qs(urlparse(server.get_uri()).query)["host"][0]
     ensure_database(f"host={socket_dir} user=postgres dbname=postgres", database)
@@ -41,7 +41,9 @@ def start(data_dir: Path, database: str = DATABASE) -> str:
 def ensure_database(conninfo: str, database: str) -> None:
     """CREATE DATABASE if missing (idempotent, tolerant of a concurrent creator)."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (database,)
+        ).fetchone()
         if exists:
             return
         try:

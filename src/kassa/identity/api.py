@@ -78,7 +78,9 @@ def signup(
 
 
 @public.post(
-    "/v1/auth/login", response_model=schemas.TokenPair, responses=problem_responses(401, 403, 422, 429)
+    "/v1/auth/login",
+    response_model=schemas.TokenPair,
+    responses=problem_responses(401, 403, 422, 429),
 )
 def login(
     body: schemas.LoginIn,
@@ -132,9 +134,7 @@ def jwks(session: Session = Depends(db), rt: Runtime = Depends(runtime)) -> dict
 
 
 @router.get("/v1/me", response_model=schemas.Me)
-def me(
-    who: Principal = Depends(require()), session: Session = Depends(db)
-) -> schemas.Me:
+def me(who: Principal = Depends(require()), session: Session = Depends(db)) -> schemas.Me:
     org = orgs.get_org(session, who)
     user = session.get(User, who.user_id) if who.user_id else None
     key = members.get_api_key(session, who, who.api_key_id) if who.api_key_id else None
@@ -171,14 +171,18 @@ def list_members(
     return Page(data=[_member(m, u) for m, u in rows], has_more=has_more, next_cursor=next_cursor)
 
 
-@router.get("/v1/members/{user_id}", response_model=schemas.Member, responses=problem_responses(404))
+@router.get(
+    "/v1/members/{user_id}", response_model=schemas.Member, responses=problem_responses(404)
+)
 def get_member(
     user_id: str, who: Principal = Depends(require()), session: Session = Depends(db)
 ) -> schemas.Member:
     return _member(*members.get_member(session, who, user_id))
 
 
-@router.patch("/v1/members/{user_id}", response_model=schemas.Member, responses=problem_responses(404))
+@router.patch(
+    "/v1/members/{user_id}", response_model=schemas.Member, responses=problem_responses(404)
+)
 def update_member(
     user_id: str,
     body: schemas.MemberPatch,
@@ -222,7 +226,9 @@ def list_api_keys(
     )
 
 
-@router.delete("/v1/api_keys/{key_id}", response_model=schemas.ApiKey, responses=problem_responses(404))
+@router.delete(
+    "/v1/api_keys/{key_id}", response_model=schemas.ApiKey, responses=problem_responses(404)
+)
 def revoke_api_key(
     key_id: str,
     who: Principal = Depends(MANAGERS),

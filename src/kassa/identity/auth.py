@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
+import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
@@ -55,12 +56,17 @@ def principal(
     return who
 
 
-def require(*roles: Role, api_keys: bool = True) -> Callable[..., Principal]:
+def require(*roles: Role, api_keys: bool = True) -> Callable[..., Awaitable[Principal]]:
     """A dependency admitting members with one of ``roles`` (all roles if none given)
     and, unless ``api_keys=False``, organization API keys."""
     allowed = frozenset(roles) or frozenset(Role)
 
-    def check(who: Principal = Depends(principal)) -> Principal:
+    async def check(who: Principal = Depends(principal)) -> Principal:
+        # Bound here, in the request's task, so the request log line and everything the
+        # endpoint logs (in its worker thread, which copies this context) carry them.
+        structlog.contextvars.bind_contextvars(
+            org_id=who.org_id, user_id=who.user_id, api_key_id=who.api_key_id
+        )
         if who.is_api_key and not api_keys:
             raise InsufficientRole(detail="API keys cannot do this; log in as a member.")
         if not who.is_api_key and who.role not in allowed:

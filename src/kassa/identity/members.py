@@ -30,7 +30,9 @@ MemberRow = tuple[Membership, User]
 
 def _require_manager(principal: Principal) -> None:
     if principal.is_api_key or not rules.can_manage_members(principal.role):
-        raise InsufficientRole(detail="Only owners and admins (logged in, not API keys) may do this.")
+        raise InsufficientRole(
+            detail="Only owners and admins (logged in, not API keys) may do this."
+        )
 
 
 def create_member(
@@ -105,7 +107,11 @@ def change_member(
     current = Role(membership.role)
     if not rules.can_change(principal.role, current, role):
         raise InsufficientRole(detail=f"An {principal.role} cannot change an {current}.")
-    if current is Role.OWNER and role is not Role.OWNER and _owner_count(session, principal.org_id) <= 1:
+    if (
+        current is Role.OWNER
+        and role is not Role.OWNER
+        and _owner_count(session, principal.org_id) <= 1
+    ):
         raise LastOwner()
     if role is None:
         session.delete(membership)
@@ -168,4 +174,3 @@ def revoke_api_key(session: Session, principal: Principal, key_id: str, now: dat
         key.revoked_at = now
         session.flush()
     return key
-

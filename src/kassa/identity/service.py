@@ -86,7 +86,9 @@ def find_user(session: Session, email: str, *, lock: bool = False) -> User | Non
     return session.scalars(stmt).one_or_none()
 
 
-def add_membership(session: Session, org_id: str, user_id: str, role: Role, now: datetime) -> Membership:
+def add_membership(
+    session: Session, org_id: str, user_id: str, role: Role, now: datetime
+) -> Membership:
     rls.set_org(session, org_id)
     membership = Membership(org_id=org_id, user_id=user_id, role=role.value, created_at=now)
     session.add(membership)
@@ -150,7 +152,9 @@ def login(
         retry = max(1, int((user.locked_until - now).total_seconds()))
         raise AccountLocked(detail=f"Try again in {retry} s.", headers={"Retry-After": str(retry)})
     if not verify_password(user.password_hash, password):
-        state = rules.after_failed_login(user.failed_logins, policy.max_failures, policy.lockout, now)
+        state = rules.after_failed_login(
+            user.failed_logins, policy.max_failures, policy.lockout, now
+        )
         user.failed_logins, user.locked_until = state.failed_logins, state.locked_until
         session.flush()
         raise InvalidCredentials()
@@ -186,7 +190,9 @@ def _revoke_family(session: Session, family_id: str, now: datetime) -> None:
     )
 
 
-def refresh(session: Session, keyring: KeyRing, policy: AuthPolicy, clock: Clock, token: str) -> Issued:
+def refresh(
+    session: Session, keyring: KeyRing, policy: AuthPolicy, clock: Clock, token: str
+) -> Issued:
     """Rotate: the presented token is spent and a new pair issued in the same family.
     Presenting a spent token again means it leaked: the whole family is revoked."""
     now = clock.now()
@@ -230,7 +236,9 @@ def authenticate(session: Session, keyring: KeyRing, clock: Clock, token: str) -
         rls.set_org(session, key.org_id)
         org = orgs.load(session, key.org_id)
         if org.mode != key.mode:
-            raise InvalidApiKey(detail=f"This is a {key.mode} key; the organization is in {org.mode} mode.")
+            raise InvalidApiKey(
+                detail=f"This is a {key.mode} key; the organization is in {org.mode} mode."
+            )
         if key.last_used_at is None or key.last_used_at < now - _LAST_USED_GRANULARITY:
             session.execute(
                 update(ApiKey)

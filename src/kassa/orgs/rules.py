@@ -16,7 +16,8 @@ _PREFIX = re.compile(r"^[A-Z0-9][A-Z0-9-]{0,11}$")
 
 @cache
 def _countries() -> frozenset[str]:
-    return frozenset(code for code in Locale("en").territories if re.fullmatch(r"[A-Z]{2}", code))
+    codes = (str(code) for code in Locale("en").territories)
+    return frozenset(code for code in codes if re.fullmatch(r"[A-Z]{2}", code))
 
 
 @cache

@@ -57,7 +57,9 @@ def get_org(session: Session, principal: Principal) -> Organization:
     return load(session, principal.org_id)
 
 
-def update_org(session: Session, principal: Principal, patch: OrgPatch, now: datetime) -> Organization:
+def update_org(
+    session: Session, principal: Principal, patch: OrgPatch, now: datetime
+) -> Organization:
     org = load(session, principal.org_id)
     changes: dict[str, Any] = patch.model_dump(exclude_unset=True)
     for field, value in changes.items():
@@ -79,8 +81,8 @@ def to_schema(org: Organization) -> Org:
         country=org.country,
         currency=org.currency,
         timezone=org.timezone,
-        mode=org.mode,  # type: ignore[arg-type]
-        tax_ruleset=org.tax_ruleset,  # type: ignore[arg-type]
+        mode=org.mode,
+        tax_ruleset=org.tax_ruleset,
         invoice_prefix=org.invoice_prefix,
         dunning=Dunning.model_validate(org.dunning),
         metadata=org.metadata_,

@@ -21,4 +21,7 @@ def register(app: procrastinate.App, rt: Runtime) -> None:
             JOBS.labels(PURGE_TASK, "failed").inc()
             raise
         JOBS.labels(PURGE_TASK, "succeeded").inc()
-        return {"refresh_tokens": result.refresh_tokens, "idempotency_keys": result.idempotency_keys}
+        return {
+            "refresh_tokens": result.refresh_tokens,
+            "idempotency_keys": result.idempotency_keys,
+        }

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kassa.core.errors import ValidationFailed
+from kassa.core.ids import looks_like_id, new_id
+from kassa.core.logging import REDACTED, redact, scrub_text
+from kassa.core.pagination import decode_cursor, encode_cursor
+from kassa.orgs import rules as org_rules
+
+
+def test_ids_are_prefixed_and_time_sortable() -> None:
+    ids = [new_id("cus") for _ in range(50)]
+    assert all(re.fullmatch(r"cus_[0-9A-Z]{26}", i) for i in ids)
+    assert len(set(ids)) == 50
+    assert looks_like_id(ids[0], "cus") and not looks_like_id(ids[0], "inv")
+    import time
+
+    earlier = new_id("inv")
+    time.sleep(0.002)
+    assert new_id("inv") > earlier
+    with pytest.raises(ValueError, match="unknown id prefix"):
+        new_id("nope")
+
+
+@given(st.text(min_size=1, max_size=64))
+def test_cursor_round_trips(value: str) -> None:
+    assert decode_cursor(encode_cursor(value)) == value
+
+
+def test_a_bad_cursor_names_the_field() -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        decode_cursor("!!!not base64!!!")
+    assert caught.value.errors[0].field == "cursor"
+
+
+def test_redaction_by_key_and_by_content() -> None:
+    event = redact(
+        None,
+        "info",
+        {
+            "event": "mail to ann@example.org",
+            "password": "x",
+            "refresh_token": "rt_x",
+            "owner_email": "b@c.de",
+            "refresh_tokens": 3,
+            "headers": {"authorization": "Bearer abc", "accept": "json"},
+            "note": "key sk_live_abc123 and phone (555) 123-4567",
+        },
+    )
+    assert event["event"] == f"mail to {REDACTED}"
+    assert event["password"] == event["refresh_token"] == event["owner_email"] == REDACTED
+    assert event["refresh_tokens"] == 3
+    assert event["headers"] == {"authorization": REDACTED, "accept": "json"}
+    assert "sk_live" not in event["note"] and "4567" not in event["note"]
+    assert scrub_text("on 2026-11-22 at 12:00, 1500 events") == "on 2026-11-22 at 12:00, 1500 events"
+
+
+def test_org_setting_rules() -> None:
+    assert org_rules.is_country("DE") and not org_rules.is_country("XX")
+    assert org_rules.is_currency("jpy") and not org_rules.is_currency("abc")
+    assert org_rules.is_timezone("America/New_York") and not org_rules.is_timezone("Mars/Base")
+    assert org_rules.invoice_prefix_for("Acme Rentals GmbH") == "ACME"
+    assert org_rules.invoice_prefix_for("Ünïcode Cars") == "UNICODE"
+    assert org_rules.invoice_prefix_for("!!!") == "INV"

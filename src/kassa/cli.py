@@ -78,10 +78,9 @@ def serve(
     """Run the API (and, by default, an in-process job worker)."""
     import uvicorn
 
-    from kassa.app import create_app, ensure_signing_key
+    from kassa.app import create_app
 
     rt = _boot(migrate=True)
-    ensure_signing_key(rt)
     if demo:
         from kassa.demo import ensure_demo
 
@@ -124,7 +123,7 @@ def run_worker(
     """Run a standalone job worker (start any number, on any machine)."""
     from kassa.worker import build_job_app, worker_options
 
-    rt = _boot(migrate=False)
+    rt = _boot(migrate=True)
     job_app = build_job_app(rt)
     options = worker_options(rt, name="kassa-worker", install_signal_handlers=True)
     if concurrency:

@@ -277,3 +277,23 @@ def test_org_settings(client: TestClient, tenant: Tenant) -> None:
     staff = add_member(client, tenant, "staff")
     assert client.patch("/v1/org", json={"name": "x"}, headers=staff.headers).status_code == 403
     assert client.get("/v1/org", headers=tenant.headers).json()["name"] == "Acme Rentals"
+
+
+def test_an_active_key_past_its_age_is_rotated(rt: Runtime) -> None:
+    def active() -> SigningKey:
+        with rt.db.transaction() as session:
+            return session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))).one()
+
+    with rt.db.transaction() as session:
+        rt.keyring.ensure_active(session)
+    before = active()
+    with rt.db.transaction() as session:
+        rt.keyring.ensure_active(session)  # young enough: kept
+    assert active().kid == before.kid
+    with rt.db.transaction() as session:
+        row = session.get(SigningKey, before.kid)
+        assert row is not None
+        row.created_at = row.created_at - rt.keyring.rotate_after
+    with rt.db.transaction() as session:
+        rt.keyring.ensure_active(session)
+    assert active().kid != before.kid

@@ -12,6 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
+
+from kassa.config import Settings
+from kassa.runtime import Runtime
 
 pytestmark = pytest.mark.slow
 
@@ -113,3 +117,29 @@ def test_admin_create_org_on_the_cli(tmp_path: Path) -> None:
         [sys.executable, "-m", "kassa", "--version"], capture_output=True, text=True, check=False
     )
     assert version.stdout.startswith("kassa ")
+
+
+def test_standalone_worker_heartbeats_and_stops_cleanly(settings: Settings, rt: Runtime) -> None:
+    env = _env(Path(settings.data_dir))
+    env["KASSA_DATABASE_URL"] = str(settings.database_url)
+    env["KASSA_WORKER_HEARTBEAT_SECONDS"] = "0.5"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kassa", "worker", "--concurrency", "2"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    query = text(
+        "SELECT count(*) FROM procrastinate_workers WHERE last_heartbeat > now() - interval '2 s'"
+    )
+    try:
+        deadline = time.monotonic() + 60
+        seen = 0
+        while time.monotonic() < deadline and not seen:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            with rt.db.engine.connect() as conn:
+                seen = conn.execute(query).scalar_one()
+            time.sleep(0.2)
+        assert seen >= 1
+    finally:
+        out = _stop(proc)
+    assert proc.returncode == 0, out
+    assert "worker running" in out

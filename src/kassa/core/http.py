@@ -263,6 +263,13 @@ def install_error_handlers(app: FastAPI) -> None:
                 status_code=404,
                 media_type=PROBLEM_CONTENT_TYPE,
             )
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            # a body that is not UTF-8 JSON is a payload validation error like any other
+            message = "must be a UTF-8 encoded JSON document"
+            return problem_response(
+                422, "validation_error", "Invalid request", f"body: {message}",
+                errors=[{"field": "body", "message": message}],
+            )  # fmt: skip
         code = re.sub(r"[^a-z]+", "_", str(exc.detail).lower()).strip("_") or "http_error"
         detail = str(exc.detail)
         return problem_response(exc.status_code, code, detail, detail, headers=exc.headers)

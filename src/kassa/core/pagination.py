@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
@@ -19,6 +20,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from kassa.core.errors import field_error
 
 T = TypeVar("T")
+_CURSOR_ID = re.compile(r"[a-z]{2,4}_[0-9A-HJKMNP-TV-Z]{26}")
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 
@@ -40,7 +42,7 @@ def decode_cursor(cursor: str) -> str:
         value = base64.urlsafe_b64decode(padded.encode()).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise field_error("cursor", "is not a cursor returned by this list") from None
-    if not value or len(value) > 64:
+    if not _CURSOR_ID.fullmatch(value):
         raise field_error("cursor", "is not a cursor returned by this list")
     return value
 

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 MAX_METADATA_KEYS = 50
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _check_metadata(value: dict[str, str]) -> dict[str, str]:
@@ -24,9 +34,17 @@ Metadata = Annotated[dict[str, str], AfterValidator(_check_metadata)]
 
 
 class Strict(BaseModel):
-    """Request bodies: unknown fields are an error, not silently ignored."""
+    """Request bodies: unknown fields are an error, not silently ignored, and no string may
+    carry U+0000 (PostgreSQL text cannot store it; it is never legitimate input)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if _has_nul(value):
+            raise ValueError("must not contain NUL (U+0000) characters")
+        return value
 
 
 class Problem(BaseModel):

@@ -128,7 +128,7 @@ def logout(
     return Response(status_code=204)
 
 
-@public.get("/.well-known/jwks.json", tags=["auth"])
+@public.get("/.well-known/jwks.json", response_model=schemas.Jwks, responses=problem_responses(429))
 def jwks(session: Session = Depends(db), rt: Runtime = Depends(runtime)) -> dict[str, Any]:
     return rt.keyring.jwks(session)
 

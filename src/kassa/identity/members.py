@@ -62,6 +62,8 @@ def _membership(session: Session, org_id: str, user_id: str) -> Membership | Non
 
 
 def get_member(session: Session, principal: Principal, user_id: str) -> MemberRow:
+    if not looks_like_id(user_id, "usr"):
+        raise MemberNotFound()
     row = session.execute(
         select(Membership, User)
         .join(User, User.id == Membership.user_id)

@@ -107,3 +107,17 @@ class ApiKey(BaseModel):
 
 class ApiKeyCreated(ApiKey):
     key: str = Field(description="The full key. Shown only in this response; store it now.")
+
+
+class Jwk(BaseModel):
+    kty: Literal["EC"]
+    crv: Literal["P-256"]
+    x: str
+    y: str
+    kid: str
+    use: Literal["sig"]
+    alg: Literal["ES256"]
+
+
+class Jwks(BaseModel):
+    keys: list[Jwk]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Literal
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
@@ -26,7 +28,16 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", responses={503: {"description": "Not ready; the body says why"}})
+class ReadyOut(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, str] = Field(description="database, migrations, worker: what was seen")
+
+
+@router.get(
+    "/ready",
+    response_model=ReadyOut,
+    responses={503: {"model": ReadyOut, "description": "Not ready; `checks` says why"}},
+)
 async def ready(rt: Runtime = Depends(runtime)) -> JSONResponse:
     """Database reachable, migrations at head, and a worker with a recent heartbeat."""
     window = timedelta(seconds=max(30.0, 3 * rt.settings.worker_heartbeat_seconds))
@@ -62,8 +73,9 @@ def _queue_rows(rt: Runtime) -> list[tuple[str, str, str, int]]:
     return [(str(q), str(t), str(s), int(c)) for q, t, s, c in rows]
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(rt: Runtime = Depends(runtime)) -> Response:
+    """Prometheus text exposition format."""
     registry = CollectorRegistry()
     registry.register(_JobQueue(await run_in_threadpool(_queue_rows, rt)))
     body = generate_latest(REGISTRY) + generate_latest(registry)

@@ -84,3 +84,17 @@ def test_other_orgs_id_is_404(
     assert response.status_code == 404, response.text
     assert response.headers["content-type"] == "application/problem+json"
     probe.unchanged()
+
+
+def test_lists_show_only_the_callers_org(
+    client: TestClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    mine = api_key(client, tenant, "mine")
+    api_key(client, other_tenant, "theirs")
+    add_member(client, other_tenant, "viewer")
+    keys = client.get("/v1/api_keys", headers=tenant.headers).json()["data"]
+    assert [k["id"] for k in keys] == [mine["id"]]
+    members = client.get("/v1/members", headers=tenant.headers).json()["data"]
+    assert [m["id"] for m in members] == [tenant.user_id]
+    me = client.get("/v1/org", headers=tenant.headers).json()
+    assert me["id"] == tenant.org_id

@@ -297,3 +297,17 @@ def test_an_active_key_past_its_age_is_rotated(rt: Runtime) -> None:
     with rt.db.transaction() as session:
         rt.keyring.ensure_active(session)
     assert active().kid != before.kid
+
+
+def test_member_list_pages_newest_first_without_gaps(client: TestClient, tenant: Tenant) -> None:
+    added = [add_member(client, tenant, "viewer").user_id for _ in range(3)]
+    first = client.get("/v1/members?limit=2", headers=tenant.headers).json()
+    assert first["object"] == "list" and first["has_more"] is True
+    second = client.get(
+        f"/v1/members?limit=2&cursor={first['next_cursor']}", headers=tenant.headers
+    ).json()
+    assert second["has_more"] is False and second["next_cursor"] is None
+    ids = [m["id"] for m in first["data"] + second["data"]]
+    assert ids == [*reversed(added), tenant.user_id]
+    bad = client.get("/v1/members?cursor=garbage", headers=tenant.headers)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "cursor"

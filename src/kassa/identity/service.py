@@ -70,7 +70,6 @@ def create_user(
         email=normalize_email(email),
         name=name,
         password_hash=hash_password(password) if password else None,
-        is_platform_admin=False,
         failed_logins=0,
         created_at=now,
     )

@@ -47,7 +47,6 @@ def upgrade() -> None:
         sa.Column("email", sa.String(320), nullable=False, unique=True),
         sa.Column("name", sa.String(200)),
         sa.Column("password_hash", sa.String(200)),
-        sa.Column("is_platform_admin", sa.Boolean, nullable=False),
         sa.Column("failed_logins", sa.Integer, nullable=False),
         sa.Column("locked_until", TS),
         sa.Column("last_login_at", TS),

@@ -12,10 +12,14 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from kassa import __version__
+from kassa.catalog import api as catalog_api
+from kassa.clocks import api as clocks_api
 from kassa.core.http import RequestContextMiddleware, TransactionMiddleware, install_error_handlers
+from kassa.customers import api as customers_api
 from kassa.identity import api as identity_api
 from kassa.orgs import api as orgs_api
 from kassa.runtime import Runtime
+from kassa.subscriptions import api as subscriptions_api
 from kassa.system import api as system_api
 from kassa.worker import build_job_app, worker_options
 
@@ -74,6 +78,10 @@ def create_app(rt: Runtime, *, run_worker: bool = False) -> FastAPI:
         identity_api.public,
         identity_api.router,
         orgs_api.router,
+        customers_api.router,
+        catalog_api.router,
+        subscriptions_api.router,
+        clocks_api.router,
     ):
         app.include_router(router)
     return app

@@ -8,10 +8,11 @@ import procrastinate
 from sqlalchemy import make_url
 
 from kassa.runtime import Runtime
+from kassa.subscriptions import jobs as subscription_jobs
 from kassa.system import jobs as system_jobs
 
 # Each context with background work contributes a register(app, runtime) function.
-REGISTRARS = (system_jobs.register,)
+REGISTRARS = (system_jobs.register, subscription_jobs.register)
 
 
 def conninfo(sqlalchemy_url: str) -> str:

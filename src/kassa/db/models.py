@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+from kassa.catalog.models import Coupon, Meter, Plan, PlanVersion
+from kassa.clocks.models import TestClock
 from kassa.core.idempotency import IdempotencyRecord
+from kassa.customers.models import Customer
 from kassa.db.base import Base
+from kassa.events.models import DomainEvent
 from kassa.identity.models import ApiKey, Membership, RefreshToken, SigningKey, User
 from kassa.orgs.models import Organization
+from kassa.subscriptions.models import Adjustment, Subscription
 
 metadata = Base.metadata
 
 __all__ = [
+    "Adjustment",
     "ApiKey",
+    "Coupon",
+    "Customer",
+    "DomainEvent",
+    "Meter",
+    "Plan",
+    "PlanVersion",
+    "Subscription",
+    "TestClock",
     "IdempotencyRecord",
     "Membership",
     "Organization",

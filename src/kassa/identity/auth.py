@@ -91,3 +91,10 @@ async def idempotent(
     unit.pending_key = await run_in_threadpool(
         idempotency.claim, unit.get(), who.org_id, key, print_, rt.clock.now()
     )
+
+
+# The usual role sets of business routes: viewers read, staff and above write, and
+# irreversible or settings-level operations need an owner or admin.
+READ = require()
+WRITE = require(Role.OWNER, Role.ADMIN, Role.STAFF)
+MANAGE = require(Role.OWNER, Role.ADMIN)

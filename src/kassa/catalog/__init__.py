@@ -1,0 +1,1 @@
+"""The catalog: meters, versioned plans with charges, coupons."""

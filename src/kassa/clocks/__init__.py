@@ -1,0 +1,1 @@
+"""Test clocks: a simulated "now" for test-mode customers, advanced on demand."""

@@ -1,0 +1,1 @@
+"""Customers: whom an organization bills."""

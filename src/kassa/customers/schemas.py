@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, EmailStr, Field, field_validator
+
+from kassa.core.schemas import Metadata, Strict
+from kassa.orgs.schemas import check_country, check_currency, check_timezone
+
+
+class Address(Strict):
+    line1: str | None = Field(default=None, max_length=200)
+    line2: str | None = Field(default=None, max_length=200)
+    city: str | None = Field(default=None, max_length=100)
+    postal_code: str | None = Field(default=None, max_length=20)
+    region: str | None = Field(default=None, max_length=100)
+    country: str | None = None
+
+    _country = field_validator("country")(check_country)
+
+
+class TaxInfo(Strict):
+    exempt: bool = False
+    tax_id: str | None = Field(default=None, max_length=64)
+    kind: Literal["individual", "business"] = "individual"
+
+
+class CustomerIn(Strict):
+    name: str | None = Field(default=None, max_length=200)
+    email: EmailStr | None = None
+    phone: str | None = Field(default=None, max_length=40, pattern=r"^\+?[0-9 ()./-]{3,40}$")
+    external_id: str | None = Field(default=None, min_length=1, max_length=255)
+    currency: str | None = None
+    timezone: str | None = None
+    locale: str | None = Field(default=None, pattern=r"^[a-z]{2,3}([_-][A-Za-z]{2,4})?$")
+    address: Address | None = None
+    tax: TaxInfo | None = None
+    test_clock: str | None = Field(default=None, description="Test clock id (test mode only)")
+    metadata: Metadata | None = None
+
+    _currency = field_validator("currency")(check_currency)
+    _timezone = field_validator("timezone")(check_timezone)
+
+
+class CustomerPatch(Strict):
+    name: str | None = Field(default=None, max_length=200)
+    email: EmailStr | None = None
+    phone: str | None = Field(default=None, max_length=40, pattern=r"^\+?[0-9 ()./-]{3,40}$")
+    external_id: str | None = Field(default=None, min_length=1, max_length=255)
+    currency: str | None = None
+    timezone: str | None = None
+    locale: str | None = Field(default=None, pattern=r"^[a-z]{2,3}([_-][A-Za-z]{2,4})?$")
+    address: Address | None = None
+    tax: TaxInfo | None = None
+    metadata: Metadata | None = None
+
+    _currency = field_validator("currency")(check_currency)
+    _timezone = field_validator("timezone")(check_timezone)
+
+
+class Customer(BaseModel):
+    id: str
+    object: Literal["customer"] = "customer"
+    external_id: str | None
+    name: str | None
+    email: str | None
+    phone: str | None
+    currency: str | None
+    timezone: str | None
+    locale: str | None
+    address: dict[str, Any] | None
+    tax: TaxInfo
+    test_clock: str | None
+    metadata: dict[str, str]
+    created_at: datetime
+    deleted: bool = False
+    deleted_at: datetime | None = None
+    anonymized: bool = False

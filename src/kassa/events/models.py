@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Index, String
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from kassa.db.base import Base, TenantOwned
+
+
+class DomainEvent(TenantOwned, Base):
+    """One state change, e.g. ``subscription.created``, with a snapshot of the object.
+    ``occurred_at`` is the business time (a test clock's time for simulated customers);
+    ``created_at`` the wall time it was written. Delivered later (outbound webhooks)."""
+
+    __tablename__ = "domain_events"
+    __table_args__ = (Index("ix_domain_events_org_id_type", "org_id", "type"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[str] = mapped_column(String(40))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    occurred_at: Mapped[datetime]
+    created_at: Mapped[datetime]

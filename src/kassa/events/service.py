@@ -1,0 +1,46 @@
+"""Record domain events inside the caller's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from kassa.core.clock import Clock
+from kassa.core.ids import new_id
+from kassa.events.models import DomainEvent
+
+
+def record(
+    session: Session,
+    clock: Clock,
+    org_id: str,
+    type_: str,
+    obj: BaseModel | dict[str, Any],
+    occurred_at: datetime | None = None,
+) -> DomainEvent:
+    data = obj.model_dump(mode="json") if isinstance(obj, BaseModel) else obj
+    now = clock.now()
+    event = DomainEvent(
+        org_id=org_id,
+        id=new_id("wh"),
+        type=type_,
+        object_id=str(data.get("id", "")),
+        data=data,
+        occurred_at=occurred_at or now,
+        created_at=now,
+    )
+    session.add(event)
+    return event
+
+
+def for_object(session: Session, org_id: str, object_id: str) -> Sequence[DomainEvent]:
+    return session.scalars(
+        select(DomainEvent)
+        .where(DomainEvent.org_id == org_id, DomainEvent.object_id == object_id)
+        .order_by(DomainEvent.id)
+    ).all()

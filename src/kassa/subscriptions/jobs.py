@@ -1,0 +1,24 @@
+"""Subscription time keeping: advance everything due, every minute."""
+
+from __future__ import annotations
+
+import procrastinate
+
+from kassa.core.metrics import JOBS
+from kassa.runtime import Runtime
+from kassa.subscriptions import engine
+
+ADVANCE_TASK = "kassa.subscriptions.advance_due"
+
+
+def register(app: procrastinate.App, rt: Runtime) -> None:
+    @app.periodic(cron="* * * * *", periodic_id="advance_due")
+    @app.task(name=ADVANCE_TASK, queueing_lock=ADVANCE_TASK, queue="billing")
+    def advance_due(timestamp: int) -> int:
+        try:
+            count = engine.advance_due(rt.db, rt.clock)
+        except Exception:
+            JOBS.labels(ADVANCE_TASK, "failed").inc()
+            raise
+        JOBS.labels(ADVANCE_TASK, "succeeded").inc()
+        return count

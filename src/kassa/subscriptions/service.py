@@ -1,0 +1,344 @@
+"""Subscription use cases. Runs inside the caller's transaction; never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from kassa.catalog import coupons, plans
+from kassa.catalog.errors import CouponNotFound, PlanNotFound
+from kassa.catalog.models import Plan, PlanVersion
+from kassa.core.clock import Clock
+from kassa.core.context import Principal
+from kassa.core.errors import field_error
+from kassa.core.ids import new_id
+from kassa.core.money import round_minor
+from kassa.core.pagination import paginate
+from kassa.customers import service as customers
+from kassa.events import service as events
+from kassa.subscriptions import engine, rules, support
+from kassa.subscriptions.models import Adjustment, Subscription
+from kassa.subscriptions.schemas import ChangeIn, SubscriptionIn, SubscriptionPatch
+from kassa.subscriptions.schemas import Subscription as SubscriptionOut
+from kassa.subscriptions.support import InvalidTransition, load, to_schema
+
+LIVE = ("scheduled", "trialing", "active", "past_due", "suspended", "paused")
+
+
+def _emit(session: Session, clock: Clock, sub: Subscription, type_: str, at: datetime) -> None:
+    events.record(session, clock, sub.org_id, type_, to_schema(session, sub), at)
+
+
+def create(
+    session: Session, principal: Principal, data: SubscriptionIn, clock: Clock
+) -> Subscription:
+    customer = customers.resolve_active(session, principal.org_id, data.customer, lock=True)
+    try:
+        plan = plans.resolve(session, principal.org_id, data.plan)
+    except PlanNotFound:
+        raise field_error("plan", "no such plan") from None
+    version = plans.version_of(session, plan)
+    now = customers.now_for(session, customer, clock)
+    tz = support.timezone_of(session, customer)
+    interval = support.interval_of(plan)
+    start = data.start_at or now
+    trial_days = version.trial_days if data.trial_days is None else data.trial_days
+    trial_end = rules.trial_end(start, trial_days, tz) if trial_days else None
+    paid_from = trial_end or start
+    anchor = data.billing_anchor or paid_from
+    if anchor > paid_from and anchor > rules.period_boundary(paid_from, interval, 1, tz):
+        raise field_error("billing_anchor", "must be within one billing interval after the start")
+    if trial_end is not None:
+        period = (start, trial_end)
+    else:
+        period = support.first_period(start, anchor, interval, tz)
+    coupon_id = None
+    if data.coupon is not None:
+        try:
+            coupon_id = coupons.redeem(
+                session, principal.org_id, data.coupon, plan.currency, now
+            ).id
+        except CouponNotFound:
+            raise field_error("coupon", "no such coupon") from None
+    status = "scheduled" if start > now else ("trialing" if trial_end else "active")
+    sub = Subscription(
+        org_id=principal.org_id, id=new_id("sub"), customer_id=customer.id, plan_id=plan.id,
+        plan_version=version.version, status=status, quantity=data.quantity, coupon_id=coupon_id,
+        coupon_periods_used=0, start_at=start, billing_anchor=anchor,
+        trial_start=start if trial_end else None, trial_end=trial_end,
+        trial_will_end_sent=False, current_period_start=period[0],
+        current_period_end=period[1], cancel_at_period_end=False,
+        metadata_=data.metadata or {}, entitlement_overrides={}, created_at=clock.now(),
+        updated_at=clock.now(),
+    )  # fmt: skip
+    if trial_end is not None and trial_end - support.TRIAL_WILL_END_NOTICE <= start:
+        sub.trial_will_end_sent = True  # a trial shorter than the notice gets no notice
+    sub.next_action_at = support.next_action(sub)
+    session.add(sub)
+    session.flush()
+    _emit(session, clock, sub, "subscription.created", start)
+    engine.advance(session, sub, now, clock)  # a back-dated start catches up at once
+    return sub
+
+
+def list_subscriptions(
+    session: Session, principal: Principal, limit: int, cursor: str | None, *,
+    customer: str | None = None, status: str | None = None,
+) -> tuple[Sequence[Subscription], bool, str | None]:  # fmt: skip
+    stmt = select(Subscription).where(Subscription.org_id == principal.org_id)
+    if customer is not None:
+        cust = customers.resolve(session, principal.org_id, customer)
+        stmt = stmt.where(Subscription.customer_id == cust.id)
+    if status is not None:
+        stmt = stmt.where(Subscription.status == status)
+    return paginate(session, stmt, Subscription.id, limit, cursor)
+
+
+def _now(session: Session, sub: Subscription, clock: Clock) -> datetime:
+    return customers.now_for(session, support.customer_of(session, sub), clock)
+
+
+def _adjust(
+    session: Session, sub: Subscription, description: str, amount: int,
+    start: datetime, end: datetime, clock: Clock,
+) -> None:  # fmt: skip
+    if amount == 0:
+        return
+    session.add(
+        Adjustment(
+            org_id=sub.org_id, id=new_id("il"), subscription_id=sub.id, kind="proration",
+            description=description, amount=amount, period_start=start, period_end=end,
+            created_at=clock.now(),
+        )
+    )  # fmt: skip
+
+
+def _period_fee(
+    session: Session, sub: Subscription, plan: Plan, version: PlanVersion, quantity: int
+) -> int:
+    tz = support.timezone_of(session, support.customer_of(session, sub))
+    return round_minor(
+        support.fixed_fee(
+            version.amount, quantity, sub.current_period_start, sub.current_period_end,
+            sub.billing_anchor, support.interval_of(plan), tz,
+        )
+    )  # fmt: skip
+
+
+def _prorate_change(
+    session: Session, sub: Subscription, old: tuple[Plan, PlanVersion, int],
+    new: tuple[Plan, PlanVersion, int], at: datetime, clock: Clock,
+) -> None:  # fmt: skip
+    """Adjustments for a change at ``at``, relative to what the period's invoices charge:
+    in advance the old fee was billed for the whole period (credit its unused part, charge
+    the new fee's remaining part); in arrears the period end bills the new fee for the whole
+    period (charge the old fee's used part, credit the new fee's used part)."""
+    ps, pe = sub.current_period_start, sub.current_period_end
+    old_fee = _period_fee(session, sub, *old)
+    new_fee = _period_fee(session, sub, *new)
+    old_name = f"{old[1].name} × {old[2]}"
+    new_name = f"{new[1].name} × {new[2]}"
+    if new[1].pay_in_advance:
+        credit, charge = rules.change_proration(old_fee, new_fee, ps, pe, at)
+        _adjust(session, sub, f"Unused time on {old_name}", credit, at, pe, clock)
+        _adjust(session, sub, f"Remaining time on {new_name}", charge, at, pe, clock)
+    else:
+        used_old = round_minor(rules.prorate(old_fee, ps, pe, ps, at))
+        used_new = round_minor(rules.prorate(new_fee, ps, pe, ps, at))
+        _adjust(session, sub, f"Time on {old_name}", used_old, ps, at, clock)
+        _adjust(session, sub, f"{new_name} not due before the change", -used_new, ps, at, clock)
+
+
+def change(
+    session: Session, principal: Principal, sub_id: str, data: ChangeIn, clock: Clock
+) -> Subscription:
+    sub = load(session, principal.org_id, sub_id, lock=True)
+    if sub.status == "canceled":
+        raise InvalidTransition(detail="A canceled subscription cannot change.")
+    old_plan, old_version = support.plan_of(session, sub)
+    new_plan, new_version = old_plan, old_version
+    if data.plan is not None:
+        try:
+            new_plan = plans.resolve(session, principal.org_id, data.plan)
+        except PlanNotFound:
+            raise field_error("plan", "no such plan") from None
+        new_version = plans.version_of(session, new_plan)
+        if new_plan.currency != old_plan.currency:
+            raise field_error("plan", f"must bill in {old_plan.currency} like the current plan")
+        if (new_plan.interval, new_plan.interval_count) != (
+            old_plan.interval,
+            old_plan.interval_count,
+        ):
+            raise field_error(
+                "plan", "must have the same billing interval; start a new subscription"
+            )
+    quantity = data.quantity or sub.quantity
+    if data.effective == "period_end":
+        sub.pending_plan_id = new_plan.id
+        sub.pending_plan_version = new_version.version
+        sub.pending_quantity = quantity
+    else:
+        at = _now(session, sub, clock)
+        billing = sub.status in ("active", "past_due", "suspended", "paused")
+        if billing and data.proration == "prorate":
+            _prorate_change(
+                session, sub, (old_plan, old_version, sub.quantity),
+                (new_plan, new_version, quantity), at, clock,
+            )  # fmt: skip
+        sub.plan_id, sub.plan_version, sub.quantity = new_plan.id, new_version.version, quantity
+        sub.pending_plan_id = sub.pending_plan_version = sub.pending_quantity = None
+    sub.updated_at = clock.now()
+    session.flush()
+    _emit(session, clock, sub, "subscription.updated", _now(session, sub, clock))
+    return sub
+
+
+def cancel(
+    session: Session, principal: Principal, sub_id: str, at_period_end: bool, prorate: bool,
+    clock: Clock,
+) -> Subscription:  # fmt: skip
+    sub = load(session, principal.org_id, sub_id, lock=True)
+    if sub.status == "canceled":
+        return sub
+    now = _now(session, sub, clock)
+    sub.canceled_at = now
+    if at_period_end and sub.status not in ("scheduled",):
+        sub.cancel_at_period_end = True
+        sub.updated_at = clock.now()
+        session.flush()
+        _emit(session, clock, sub, "subscription.updated", now)
+        return sub
+    if prorate and sub.status in ("active", "past_due", "suspended"):
+        plan, version = support.plan_of(session, sub)
+        fee = _period_fee(session, sub, plan, version, sub.quantity)
+        ps, pe = sub.current_period_start, sub.current_period_end
+        name = f"{version.name} × {sub.quantity}"
+        if version.pay_in_advance:
+            unused = round_minor(rules.prorate(fee, ps, pe, now, pe))
+            _adjust(session, sub, f"Unused time on {name}", -unused, now, pe, clock)
+        else:
+            used = round_minor(rules.prorate(fee, ps, pe, ps, now))
+            _adjust(session, sub, f"Time on {name}", used, ps, now, clock)
+    sub.status = "canceled"
+    sub.ended_at = now
+    sub.next_action_at = None
+    sub.updated_at = clock.now()
+    session.flush()
+    _emit(session, clock, sub, "subscription.canceled", now)
+    return sub
+
+
+def pause(session: Session, principal: Principal, sub_id: str, clock: Clock) -> Subscription:
+    """Stop billing, keep the periods ticking (no invoice for paused periods)."""
+    sub = load(session, principal.org_id, sub_id, lock=True)
+    if sub.status not in ("active", "past_due", "trialing"):
+        raise InvalidTransition(detail=f"A {sub.status} subscription cannot be paused.")
+    sub.status = "paused"
+    sub.paused_at = _now(session, sub, clock)
+    sub.updated_at = clock.now()
+    session.flush()
+    _emit(session, clock, sub, "subscription.updated", sub.paused_at)
+    return sub
+
+
+def resume(session: Session, principal: Principal, sub_id: str, clock: Clock) -> Subscription:
+    sub = load(session, principal.org_id, sub_id, lock=True)
+    if sub.status != "paused":
+        raise InvalidTransition(detail=f"A {sub.status} subscription is not paused.")
+    now = _now(session, sub, clock)
+    in_trial = sub.trial_end is not None and now < sub.trial_end
+    sub.status = "trialing" if in_trial else "active"
+    sub.paused_at = None
+    sub.next_action_at = support.next_action(sub)
+    sub.updated_at = clock.now()
+    session.flush()
+    _emit(session, clock, sub, "subscription.updated", now)
+    return sub
+
+
+def patch(
+    session: Session, principal: Principal, sub_id: str, data: SubscriptionPatch, clock: Clock
+) -> Subscription:
+    sub = load(session, principal.org_id, sub_id, lock=True)
+    if data.metadata is not None:
+        sub.metadata_ = data.metadata
+    if data.entitlement_overrides is not None:
+        sub.entitlement_overrides = data.entitlement_overrides
+    sub.updated_at = clock.now()
+    session.flush()
+    _emit(session, clock, sub, "subscription.updated", _now(session, sub, clock))
+    return sub
+
+
+def migrate_plan_version(
+    session: Session, principal: Principal, plan: Plan, from_version: int, to_version: int,
+    effective: str, clock: Clock,
+) -> int:  # fmt: skip
+    """Move running subscriptions from one version of a plan to another."""
+    ids = session.scalars(
+        select(Subscription.id)
+        .where(
+            Subscription.org_id == principal.org_id,
+            Subscription.plan_id == plan.id,
+            Subscription.plan_version == from_version,
+            Subscription.status.in_(LIVE),
+        )
+        .order_by(Subscription.id)
+    ).all()
+    target = plans.version_of(session, plan, to_version)
+    for sub_id in ids:
+        sub = load(session, principal.org_id, sub_id, lock=True)
+        if effective == "period_end":
+            sub.pending_plan_id, sub.pending_plan_version = plan.id, to_version
+            sub.pending_quantity = sub.pending_quantity or sub.quantity
+        else:
+            old = support.plan_of(session, sub)
+            if sub.status in ("active", "past_due", "suspended"):
+                _prorate_change(
+                    session, sub, (*old, sub.quantity), (plan, target, sub.quantity),
+                    _now(session, sub, clock), clock,
+                )  # fmt: skip
+            sub.plan_version = to_version
+        sub.updated_at = clock.now()
+        session.flush()
+        _emit(session, clock, sub, "subscription.updated", _now(session, sub, clock))
+    return len(ids)
+
+
+def has_live_subscriptions(session: Session, org_id: str, customer_id: str) -> bool:
+    return (
+        session.scalar(
+            select(Subscription.id)
+            .where(
+                Subscription.org_id == org_id,
+                Subscription.customer_id == customer_id,
+                Subscription.status.in_(LIVE),
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def export_for_customer(session: Session, org_id: str, customer_id: str) -> list[SubscriptionOut]:
+    subs = session.scalars(
+        select(Subscription)
+        .where(Subscription.org_id == org_id, Subscription.customer_id == customer_id)
+        .order_by(Subscription.id)
+    ).all()
+    return [to_schema(session, s) for s in subs]
+
+
+def pending_adjustments(session: Session, sub: Subscription) -> Sequence[Adjustment]:
+    return session.scalars(
+        select(Adjustment)
+        .where(
+            Adjustment.org_id == sub.org_id,
+            Adjustment.subscription_id == sub.id,
+            Adjustment.invoiced_at.is_(None),
+        )
+        .order_by(Adjustment.id)
+    ).all()

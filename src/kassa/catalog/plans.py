@@ -172,21 +172,23 @@ def list_plans(
     return [(p, version_of(session, p)) for p in rows], has_more, next_cursor
 
 
-def pricing(plan: Plan, version: PlanVersion) -> PlanPricing:
-    """The pure pricing view of a plan version (for kassa.pricing.rate)."""
+def pricing(session: Session, plan: Plan, version: PlanVersion) -> PlanPricing:
+    """The pure pricing view of a plan version (for kassa.pricing.rate); a charge without
+    a name is described by its meter's name."""
+    meter_map = meters.by_ids(session, plan.org_id, [c["meter"] for c in version.charges])
     return PlanPricing(
         name=version.name,
         currency=plan.currency,
         amount=version.amount,
-        charges=tuple(_charge(c) for c in version.charges),
+        charges=tuple(_charge(c, meter_map[c["meter"]].name) for c in version.charges),
     )
 
 
-def _charge(stored: dict[str, Any]) -> Charge:
+def _charge(stored: dict[str, Any], meter_name: str) -> Charge:
     return parse_charge(
         stored["meter"],
         stored["model"],
         stored["properties"],
         stored.get("min_amount"),
-        name=stored.get("name"),
+        name=stored.get("name") or meter_name,
     )

@@ -152,3 +152,32 @@ def tenant(client: TestClient) -> Tenant:
 @pytest.fixture
 def other_tenant(client: TestClient) -> Tenant:
     return signup(client, name="Other Org")
+
+
+def create(client: TestClient, tenant: Tenant, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST and insist on 201; returns the created object."""
+    response = client.post(path, json=body, headers=tenant.headers)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def make_customer(client: TestClient, tenant: Tenant, **body: Any) -> dict[str, Any]:
+    body.setdefault("name", "Renter")
+    return create(client, tenant, "/v1/customers", body)
+
+
+def make_plan(client: TestClient, tenant: Tenant, **body: Any) -> dict[str, Any]:
+    body.setdefault("code", f"plan-{uuid.uuid4().hex[:8]}")
+    body.setdefault("name", "Room")
+    body.setdefault("currency", "eur")
+    body.setdefault("interval", "month")
+    body.setdefault("amount", 60000)
+    return create(client, tenant, "/v1/plans", body)
+
+
+def make_subscription(client: TestClient, tenant: Tenant, **body: Any) -> dict[str, Any]:
+    if "customer" not in body:
+        body["customer"] = make_customer(client, tenant)["id"]
+    if "plan" not in body:
+        body["plan"] = make_plan(client, tenant)["id"]
+    return create(client, tenant, "/v1/subscriptions", body)

@@ -15,7 +15,15 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from tests.conftest import Tenant, add_member, api_key
+from tests.conftest import (
+    Tenant,
+    add_member,
+    api_key,
+    create,
+    make_customer,
+    make_plan,
+    make_subscription,
+)
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,95 @@ def _revoke_key(client: TestClient, victim: Tenant) -> Probe:
     return Probe("DELETE", f"/v1/api_keys/{key['id']}", unchanged=unchanged)
 
 
+def _object_probe(
+    make: Callable[[TestClient, Tenant], dict[str, Any]],
+    method: str,
+    template: str,
+    body: dict[str, Any] | None = None,
+    check: str | None = None,
+) -> ProbeFactory:
+    """Create an object in the victim org; probe ``template`` (``{id}`` filled in); then
+    check as the victim that ``check`` (default: the object's own GET) is unchanged."""
+
+    def factory(client: TestClient, victim: Tenant) -> Probe:
+        obj = make(client, victim)
+        url = template.format(id=obj["id"])
+        check_url = (check or template.split("/{id}")[0] + "/{id}").format(id=obj["id"])
+        before = client.get(check_url, headers=victim.headers).json()
+
+        def unchanged() -> None:
+            after = client.get(check_url, headers=victim.headers)
+            assert after.status_code == 200 and after.json() == before
+
+        return Probe(method, url, body, unchanged)
+
+    return factory
+
+
+def _meter(client: TestClient, victim: Tenant) -> dict[str, Any]:
+    return create(client, victim, "/v1/meters",
+                  {"event_name": "calls", "name": "Calls", "aggregation": "count"})  # fmt: skip
+
+
+def _coupon(client: TestClient, victim: Tenant) -> dict[str, Any]:
+    return create(client, victim, "/v1/coupons",
+                  {"code": "SAVE", "percent_off": "10", "duration": "forever"})  # fmt: skip
+
+
+def _clock(client: TestClient, victim: Tenant) -> dict[str, Any]:
+    return create(client, victim, "/v1/test_clocks", {"frozen_time": "2026-01-01T00:00:00Z"})
+
+
+CUS = "/v1/customers/{id}"
+SUB = "/v1/subscriptions/{id}"
+PLAN = "/v1/plans/{id}"
+CLOCK = "/v1/test_clocks/{id}"
+
 CASES: dict[tuple[str, str], ProbeFactory] = {
+    ("GET", "/v1/customers/{customer}"): _object_probe(make_customer, "GET", CUS),
+    ("PATCH", "/v1/customers/{customer}"): _object_probe(
+        make_customer, "PATCH", CUS, {"name": "x"}
+    ),
+    ("DELETE", "/v1/customers/{customer}"): _object_probe(make_customer, "DELETE", CUS),
+    ("POST", "/v1/customers/{customer}/restore"): _object_probe(
+        make_customer, "POST", CUS + "/restore"
+    ),
+    ("GET", "/v1/customers/{customer}/export"): _object_probe(
+        make_customer, "GET", CUS + "/export"
+    ),
+    ("POST", "/v1/customers/{customer}/anonymize"): _object_probe(
+        make_customer, "POST", CUS + "/anonymize"
+    ),
+    ("GET", "/v1/meters/{meter}"): _object_probe(_meter, "GET", "/v1/meters/{id}"),
+    ("GET", "/v1/plans/{plan}"): _object_probe(make_plan, "GET", PLAN),
+    ("PATCH", "/v1/plans/{plan}"): _object_probe(make_plan, "PATCH", PLAN, {"amount": 1}),
+    ("POST", "/v1/plans/{plan}/migrate"): _object_probe(
+        make_plan, "POST", PLAN + "/migrate", {"from_version": 1, "to_version": 1}
+    ),
+    ("GET", "/v1/coupons/{coupon}"): _object_probe(_coupon, "GET", "/v1/coupons/{id}"),
+    ("GET", "/v1/subscriptions/{sub_id}"): _object_probe(make_subscription, "GET", SUB),
+    ("PATCH", "/v1/subscriptions/{sub_id}"): _object_probe(
+        make_subscription, "PATCH", SUB, {"metadata": {"a": "b"}}
+    ),
+    ("POST", "/v1/subscriptions/{sub_id}/change"): _object_probe(
+        make_subscription, "POST", SUB + "/change", {"quantity": 3}
+    ),
+    ("POST", "/v1/subscriptions/{sub_id}/cancel"): _object_probe(
+        make_subscription, "POST", SUB + "/cancel", {"at_period_end": False}
+    ),
+    ("POST", "/v1/subscriptions/{sub_id}/pause"): _object_probe(
+        make_subscription, "POST", SUB + "/pause"
+    ),
+    ("POST", "/v1/subscriptions/{sub_id}/resume"): _object_probe(
+        make_subscription, "POST", SUB + "/resume"
+    ),
+    ("GET", "/v1/subscriptions/{sub_id}/upcoming_invoice"): _object_probe(
+        make_subscription, "GET", SUB + "/upcoming_invoice"
+    ),
+    ("GET", "/v1/test_clocks/{clock_id}"): _object_probe(_clock, "GET", CLOCK),
+    ("POST", "/v1/test_clocks/{clock_id}/advance"): _object_probe(
+        _clock, "POST", CLOCK + "/advance", {"frozen_time": "2027-01-01T00:00:00Z"}
+    ),
     ("GET", "/v1/members/{user_id}"): _member_probe("GET"),
     ("PATCH", "/v1/members/{user_id}"): _member_probe("PATCH", {"role": "viewer"}),
     ("DELETE", "/v1/members/{user_id}"): _member_probe("DELETE"),

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 
 import structlog
 from fastapi import FastAPI, Request
@@ -183,7 +184,11 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, wrapped_send)
+            refusal = _refuse_nul(scope)
+            if refusal is not None:
+                await refusal(scope, receive, wrapped_send)
+            else:
+                await self.app(scope, receive, wrapped_send)
         except Exception:
             log.exception("unhandled_error", path=scope.get("path"))
             if response_started:
@@ -208,6 +213,25 @@ class RequestContextMiddleware:
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )
+
+
+def _refuse_nul(scope: Scope) -> Response | None:
+    """U+0000 is never legitimate in a path or query (and PostgreSQL text cannot hold it):
+    a path with one names nothing (404); a query parameter with one is invalid (422)."""
+    if "\x00" in scope.get("path", ""):
+        return problem_response(404, "not_found", "Not found", "No such resource.")
+    query = scope.get("query_string", b"")
+    if b"%00" not in query.lower() and b"\x00" not in query:
+        return None
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            field = name.replace("\x00", "") or "query"
+            message = "must not contain NUL (U+0000) characters"
+            return problem_response(
+                422, "validation_error", "Invalid request", f"{field}: {message}",
+                errors=[{"field": field, "message": message}],
+            )  # fmt: skip
+    return None
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:

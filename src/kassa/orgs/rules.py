@@ -11,13 +11,17 @@ from babel import Locale
 from babel.numbers import list_currencies
 
 TAX_RULESETS = ("none", "eu_vat", "gb_vat", "au_gst")
+# CLDR pseudo-regions with two-letter codes: unknown, EU, eurozone, UN, outlying, pseudo
+_NOT_COUNTRIES = frozenset({"ZZ", "EU", "EZ", "UN", "QO", "XA", "XB"})
 _PREFIX = re.compile(r"^[A-Z0-9][A-Z0-9-]{0,11}$")
 
 
 @cache
 def _countries() -> frozenset[str]:
     codes = (str(code) for code in Locale("en").territories)
-    return frozenset(code for code in codes if re.fullmatch(r"[A-Z]{2}", code))
+    return frozenset(
+        code for code in codes if re.fullmatch(r"[A-Z]{2}", code) and code not in _NOT_COUNTRIES
+    )
 
 
 @cache

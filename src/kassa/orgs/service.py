@@ -9,11 +9,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kassa.core.context import Principal
-from kassa.core.errors import NotFound
+from kassa.core.errors import NotFound, field_error
 from kassa.core.ids import new_id
 from kassa.orgs import rules
 from kassa.orgs.models import Organization
 from kassa.orgs.schemas import Dunning, Org, OrgPatch
+from kassa.tax.rules import load_ruleset
 
 
 def create_org(
@@ -69,6 +70,12 @@ def update_org(
             org.metadata_ = value
         else:
             setattr(org, field, value)
+    ruleset = load_ruleset(org.tax_ruleset)
+    if ruleset.charges_tax and org.country not in ruleset.region:
+        field = "tax_ruleset" if "tax_ruleset" in changes else "country"
+        raise field_error(
+            field, f"{org.tax_ruleset} needs the organization's country within its region"
+        )
     org.updated_at = now
     session.flush()
     return org

@@ -28,6 +28,15 @@ from kassa.subscriptions.support import InvalidTransition, load, to_schema
 LIVE = ("scheduled", "trialing", "active", "past_due", "suspended", "paused")
 
 
+def current(session: Session, org_id: str, sub_id: str, clock: Clock) -> Subscription:
+    """The subscription locked and caught up with its customer's now: transitions already
+    due (a period that ended a moment ago) happen first, so a change or a preview always
+    works on the period that is current."""
+    sub = load(session, org_id, sub_id, lock=True)
+    engine.advance(session, sub, _now(session, sub, clock), clock)
+    return sub
+
+
 def _emit(session: Session, clock: Clock, sub: Subscription, type_: str, at: datetime) -> None:
     events.record(session, clock, sub.org_id, type_, to_schema(session, sub), at)
 
@@ -155,7 +164,7 @@ def _prorate_change(
 def change(
     session: Session, principal: Principal, sub_id: str, data: ChangeIn, clock: Clock
 ) -> Subscription:
-    sub = load(session, principal.org_id, sub_id, lock=True)
+    sub = current(session, principal.org_id, sub_id, clock)
     if sub.status == "canceled":
         raise InvalidTransition(detail="A canceled subscription cannot change.")
     old_plan, old_version = support.plan_of(session, sub)
@@ -200,7 +209,7 @@ def cancel(
     session: Session, principal: Principal, sub_id: str, at_period_end: bool, prorate: bool,
     clock: Clock,
 ) -> Subscription:  # fmt: skip
-    sub = load(session, principal.org_id, sub_id, lock=True)
+    sub = current(session, principal.org_id, sub_id, clock)
     if sub.status == "canceled":
         return sub
     now = _now(session, sub, clock)
@@ -233,7 +242,7 @@ def cancel(
 
 def pause(session: Session, principal: Principal, sub_id: str, clock: Clock) -> Subscription:
     """Stop billing, keep the periods ticking (no invoice for paused periods)."""
-    sub = load(session, principal.org_id, sub_id, lock=True)
+    sub = current(session, principal.org_id, sub_id, clock)
     if sub.status not in ("active", "past_due", "trialing"):
         raise InvalidTransition(detail=f"A {sub.status} subscription cannot be paused.")
     sub.status = "paused"
@@ -245,7 +254,7 @@ def pause(session: Session, principal: Principal, sub_id: str, clock: Clock) -> 
 
 
 def resume(session: Session, principal: Principal, sub_id: str, clock: Clock) -> Subscription:
-    sub = load(session, principal.org_id, sub_id, lock=True)
+    sub = current(session, principal.org_id, sub_id, clock)
     if sub.status != "paused":
         raise InvalidTransition(detail=f"A {sub.status} subscription is not paused.")
     now = _now(session, sub, clock)
@@ -290,7 +299,7 @@ def migrate_plan_version(
     ).all()
     target = plans.version_of(session, plan, to_version)
     for sub_id in ids:
-        sub = load(session, principal.org_id, sub_id, lock=True)
+        sub = current(session, principal.org_id, sub_id, clock)
         if effective == "period_end":
             sub.pending_plan_id, sub.pending_plan_version = plan.id, to_version
             sub.pending_quantity = sub.pending_quantity or sub.quantity

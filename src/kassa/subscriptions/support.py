@@ -34,6 +34,7 @@ class InvalidTransition(Conflict):
 
 
 def load(session: Session, org_id: str, sub_id: str, *, lock: bool = False) -> Subscription:
+    """A subscription of this org as stored; ``service.current`` also catches it up."""
     if not looks_like_id(sub_id, "sub"):
         raise SubscriptionNotFound()
     stmt = select(Subscription).where(Subscription.org_id == org_id, Subscription.id == sub_id)

@@ -65,7 +65,7 @@ def upcoming(
     session: Session, principal: Principal, sub_id: str, clock: Clock,
     usage_source: UsageSource = no_usage,
 ) -> UpcomingInvoice:  # fmt: skip
-    sub = support.load(session, principal.org_id, sub_id)
+    sub = service.current(session, principal.org_id, sub_id, clock)
     if sub.status == "canceled":
         raise InvalidTransition(detail="A canceled subscription has no upcoming invoice.")
     customer = support.customer_of(session, sub)

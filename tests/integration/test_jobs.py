@@ -12,6 +12,7 @@ from kassa.config import Settings
 from kassa.core import idempotency
 from kassa.identity.models import RefreshToken
 from kassa.runtime import Runtime
+from kassa.subscriptions.jobs import ADVANCE_TASK
 from kassa.system.jobs import PURGE_TASK, ROTATE_TASK
 from kassa.worker import build_job_app, worker_options
 from tests.conftest import Tenant, make_settings
@@ -52,7 +53,11 @@ def _left(rt: Runtime, tenant: Tenant) -> tuple[int, list[str]]:
 def test_purge_is_registered_as_a_periodic_task(rt: Runtime) -> None:
     app = build_job_app(rt)
     periodic = {t.task.name: t.cron for t in app.periodic_registry.periodic_tasks.values()}
-    assert periodic == {PURGE_TASK: rt.settings.purge_cron, ROTATE_TASK: "17 3 * * *"}
+    assert periodic == {
+        PURGE_TASK: rt.settings.purge_cron,
+        ROTATE_TASK: "17 3 * * *",
+        ADVANCE_TASK: "* * * * *",
+    }
 
 
 def test_worker_runs_the_periodic_purge(

@@ -27,10 +27,13 @@ def ensure_app_role() -> None:
         "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = %s", (role,)
     ).fetchone()
     if row is None:
+        # Roles are cluster-wide: migrations of two databases on one server (parallel test
+        # workers, two installations) may both create it; the loser just moves on.
         raw.execute(
-            sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE").format(
-                sql.Identifier(role)
-            )
+            sql.SQL(
+                "DO $$ BEGIN CREATE ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;"
+                " EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+            ).format(sql.Identifier(role))
         )
     elif row[0] or row[1]:
         raise RuntimeError(f"role {role!r} is superuser or BYPASSRLS; the app role must be neither")

@@ -17,6 +17,7 @@ from kassa.clocks import api as clocks_api
 from kassa.core.http import RequestContextMiddleware, TransactionMiddleware, install_error_handlers
 from kassa.customers import api as customers_api
 from kassa.identity import api as identity_api
+from kassa.metering import api as metering_api
 from kassa.orgs import api as orgs_api
 from kassa.runtime import Runtime
 from kassa.subscriptions import api as subscriptions_api
@@ -82,6 +83,7 @@ def create_app(rt: Runtime, *, run_worker: bool = False) -> FastAPI:
         catalog_api.router,
         subscriptions_api.router,
         clocks_api.router,
+        metering_api.router,
     ):
         app.include_router(router)
     return app

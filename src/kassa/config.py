@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     login_lockout_seconds: int = Field(default=900, ge=1)
     login_ip_max_failures: str = "50/15 minutes"
     idempotency_ttl_hours: int = Field(default=24, ge=24)
+    usage_max_future_skew_seconds: int = Field(default=300, ge=0, le=86_400)
     worker_concurrency: int = Field(default=4, ge=1, le=64)
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
     purge_cron: str = "*/10 * * * *"

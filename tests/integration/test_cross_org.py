@@ -106,7 +106,31 @@ SUB = "/v1/subscriptions/{id}"
 PLAN = "/v1/plans/{id}"
 CLOCK = "/v1/test_clocks/{id}"
 
+
+def _void_probe(client: TestClient, victim: Tenant) -> Probe:
+    create(
+        client, victim, "/v1/meters", {"event_name": "hits", "name": "Hits", "aggregation": "count"}
+    )
+    cust = make_customer(client, victim)
+    event = {"event_id": "secret-1", "customer": cust["id"], "event_name": "hits",
+             "timestamp": "2026-01-01T00:00:00Z"}  # fmt: skip
+    assert client.post("/v1/events", json=event, headers=victim.headers).status_code == 202
+
+    def unchanged() -> None:
+        listed = client.get("/v1/events", headers=victim.headers).json()["data"]
+        assert [e["voided_at"] for e in listed] == [None]
+
+    return Probe("POST", "/v1/events/secret-1/void", {"reason": "x"}, unchanged)
+
+
 CASES: dict[tuple[str, str], ProbeFactory] = {
+    ("POST", "/v1/events/{event_id}/void"): _void_probe,
+    ("GET", "/v1/customers/{customer}/usage"): _object_probe(
+        make_customer,
+        "GET",
+        CUS + "/usage?meter=hits&from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z",
+        check=CUS,
+    ),
     ("GET", "/v1/customers/{customer}"): _object_probe(make_customer, "GET", CUS),
     ("PATCH", "/v1/customers/{customer}"): _object_probe(
         make_customer, "PATCH", CUS, {"name": "x"}

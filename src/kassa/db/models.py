@@ -9,6 +9,7 @@ from kassa.customers.models import Customer
 from kassa.db.base import Base
 from kassa.events.models import DomainEvent
 from kassa.identity.models import ApiKey, Membership, RefreshToken, SigningKey, User
+from kassa.metering.models import UsageEvent, UsageRollup, UsageUniqueValue
 from kassa.orgs.models import Organization
 from kassa.subscriptions.models import Adjustment, Subscription
 
@@ -25,6 +26,9 @@ __all__ = [
     "PlanVersion",
     "Subscription",
     "TestClock",
+    "UsageEvent",
+    "UsageRollup",
+    "UsageUniqueValue",
     "IdempotencyRecord",
     "Membership",
     "Organization",

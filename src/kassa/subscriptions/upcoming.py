@@ -26,11 +26,16 @@ from kassa.tax import rules as tax
 UsageSource = Callable[[Session, Subscription, datetime, datetime], Mapping[str, Usage]]
 
 
-def no_usage(
+def metered_usage(
     session: Session, sub: Subscription, start: datetime, end: datetime
 ) -> Mapping[str, Usage]:
-    """Until metering lands every meter reads 0 (charges still show, with any minimum)."""
-    return {}
+    """What the subscription's charges are rated on: the metering pipeline's exact values."""
+    from kassa.metering import service as metering
+
+    plan, version = support.plan_of(session, sub)
+    return metering.usage_for_period(
+        session, sub.org_id, sub.customer_id, plan, version, start, end
+    )
 
 
 def coupon_applies(coupon: Coupon | None, periods_used: int) -> bool:
@@ -63,7 +68,7 @@ def _party(customer: Customer) -> tax.TaxParty:
 
 def upcoming(
     session: Session, principal: Principal, sub_id: str, clock: Clock,
-    usage_source: UsageSource = no_usage,
+    usage_source: UsageSource = metered_usage,
 ) -> UpcomingInvoice:  # fmt: skip
     sub = service.current(session, principal.org_id, sub_id, clock)
     if sub.status == "canceled":

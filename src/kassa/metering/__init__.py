@@ -1,0 +1,1 @@
+"""Metering: usage events in, exact aggregations out, fast (hourly rollups)."""

@@ -1,0 +1,221 @@
+"""Pure metering rules: parsing an incoming event, meter filters, and the aggregations
+computed straight from events (the definition the rollups must agree with)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation, localcontext
+from typing import Literal
+
+Aggregation = Literal["count", "sum", "max", "unique_count", "latest", "time_weighted_avg"]
+VALUE_AGGREGATIONS = frozenset({"sum", "max", "latest", "time_weighted_avg"})
+MAX_ID = 255
+MAX_PROPERTIES = 50
+_PRECISION = 60
+
+
+@dataclass(frozen=True)
+class MeterSpec:
+    id: str
+    event_name: str
+    aggregation: Aggregation
+    value_property: str | None = None
+    unique_property: str | None = None
+    filters: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    index: int
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ParsedEvent:
+    index: int
+    event_id: str
+    customer: str
+    event_name: str
+    ts: datetime
+    properties: Mapping[str, object]
+    meter_id: str | None  # None: the event matched no meter filter (stored, not counted)
+    value: Decimal | None
+    unique_value: str | None
+
+
+def matches(filters: Mapping[str, Sequence[str]], properties: Mapping[str, object]) -> bool:
+    """Every filtered property present with one of the allowed values (compared as text)."""
+    for name, allowed in filters.items():
+        if name not in properties or _text(properties[name]) not in allowed:
+            return False
+    return True
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def to_decimal(value: object) -> Decimal | None:
+    """A finite Decimal from a JSON number or a decimal string, else None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, float):
+        value = repr(value)  # JSON parsed without Decimal: the shortest exact repr
+    if not isinstance(value, int | str | Decimal):
+        return None
+    try:
+        number = Decimal(value)
+    except (InvalidOperation, ValueError):
+        return None
+    return number if number.is_finite() else None
+
+
+def parse_timestamp(value: object) -> datetime | None:
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return ts if ts.tzinfo is not None else None
+
+
+def parse_event(
+    raw: object,
+    index: int,
+    meters: Mapping[str, MeterSpec],
+    now: datetime,
+    max_future: timedelta,
+) -> ParsedEvent | Rejection:
+    """Validate one incoming event; a rejection names the field and the reason."""
+    if not isinstance(raw, dict):
+        return Rejection(index, "invalid_event", "an event must be a JSON object")
+    unknown = set(raw) - {"event_id", "customer", "event_name", "timestamp", "properties"}
+    if unknown:
+        return Rejection(index, "invalid_event", f"unknown field {sorted(unknown)[0]!r}")
+    event_id = raw.get("event_id")
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_ID or "\x00" in event_id:
+        return Rejection(index, "invalid_event_id", f"event_id: must be 1 to {MAX_ID} characters")
+    customer = raw.get("customer")
+    if not isinstance(customer, str) or not 0 < len(customer) <= MAX_ID or "\x00" in customer:
+        return Rejection(
+            index, "invalid_customer", "customer: must be a customer id or external_id"
+        )
+    name = raw.get("event_name")
+    if not isinstance(name, str) or name not in meters:
+        return Rejection(index, "unknown_meter", f"event_name: no meter for {name!r}")
+    ts = parse_timestamp(raw.get("timestamp"))
+    if ts is None:
+        return Rejection(index, "invalid_timestamp", "timestamp: must be RFC 3339 with an offset")
+    if ts > now + max_future:
+        return Rejection(index, "timestamp_in_future", "timestamp: is in the future")
+    properties = raw.get("properties", {})
+    if properties is None:
+        properties = {}
+    if not isinstance(properties, dict) or len(properties) > MAX_PROPERTIES:
+        return Rejection(index, "invalid_properties", "properties: must be an object (≤ 50 keys)")
+    meter = meters[name]
+    value: Decimal | None = None
+    if meter.value_property is not None:
+        value = to_decimal(properties.get(meter.value_property))
+        if value is None and meter.aggregation in VALUE_AGGREGATIONS:
+            return Rejection(
+                index, "invalid_value",
+                f"properties.{meter.value_property}: must be a number for this meter",
+            )  # fmt: skip
+    unique: str | None = None
+    if meter.unique_property is not None:
+        raw_unique = properties.get(meter.unique_property)
+        if raw_unique is None or isinstance(raw_unique, dict | list):
+            return Rejection(
+                index, "invalid_value",
+                f"properties.{meter.unique_property}: required for this meter",
+            )  # fmt: skip
+        unique = _text(raw_unique)[:MAX_ID]
+    counted = matches(meter.filters, properties)
+    return ParsedEvent(
+        index, event_id, customer, name, ts, properties,
+        meter.id if counted else None, value, unique,
+    )  # fmt: skip
+
+
+# --- aggregations straight from events ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Point:
+    ts: datetime
+    value: Decimal | None
+    unique: str | None = None
+    order: str = ""  # tie-break for equal timestamps (later ingestion wins "latest")
+
+
+def aggregate(
+    aggregation: Aggregation,
+    points: Iterable[Point],
+    start: datetime,
+    end: datetime,
+    before: Point | None = None,
+) -> Decimal:
+    """The meter's value over [start, end) from its counted events. ``before`` is the last
+    event before ``start`` (only time_weighted_avg needs it)."""
+    inside = sorted((p for p in points if start <= p.ts < end), key=lambda p: (p.ts, p.order))
+    with localcontext() as ctx:
+        ctx.prec = _PRECISION
+        if aggregation == "count":
+            return Decimal(len(inside))
+        if aggregation == "sum":
+            return sum((p.value or Decimal(0) for p in inside), Decimal(0))
+        if aggregation == "max":
+            values = [p.value for p in inside if p.value is not None]
+            return max(values) if values else Decimal(0)
+        if aggregation == "unique_count":
+            return Decimal(len({p.unique for p in inside if p.unique is not None}))
+        if aggregation == "latest":
+            return (inside[-1].value or Decimal(0)) if inside else Decimal(0)
+        return time_weighted_avg(inside, start, end, before)
+
+
+def time_weighted_avg(
+    points: Sequence[Point], start: datetime, end: datetime, before: Point | None
+) -> Decimal:
+    """A gauge's average over [start, end): each value holds until the next event; before
+    the first known value the gauge reads 0. Exact (microsecond resolution)."""
+    total_us = _us(end - start)
+    if total_us <= 0:
+        return Decimal(0)
+    current = (before.value or Decimal(0)) if before is not None else Decimal(0)
+    cursor = start
+    area = Decimal(0)
+    with localcontext() as ctx:
+        ctx.prec = _PRECISION
+        for p in sorted(points, key=lambda p: (p.ts, p.order)):
+            if p.ts < start or p.ts >= end:
+                continue
+            area += current * _us(p.ts - cursor)
+            current, cursor = p.value or Decimal(0), p.ts
+        area += current * _us(end - cursor)
+        return area / total_us
+
+
+def _us(delta: timedelta) -> int:
+    return delta // timedelta(microseconds=1)
+
+
+def hour_floor(ts: datetime) -> datetime:
+    """The UTC hour ``ts`` falls in (rollup buckets are UTC hours)."""
+    return ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def whole_hours(start: datetime, end: datetime) -> tuple[datetime, datetime] | None:
+    """The span of whole UTC hours inside [start, end), or None if there is none."""
+    first = hour_floor(start)
+    if first < start:
+        first += timedelta(hours=1)
+    last = hour_floor(end)
+    return (first, last) if first < last else None

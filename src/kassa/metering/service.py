@@ -1,0 +1,315 @@
+"""Metering use cases: usage values (rollups for whole hours, events for the edges),
+voiding an event, rebuilding rollups, and the usage that subscriptions are rated with."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.orm import Session
+
+from kassa.catalog.models import Meter, Plan, PlanVersion
+from kassa.core.clock import Clock
+from kassa.core.errors import Conflict, NotFound
+from kassa.events import service as events
+from kassa.metering.models import UsageEvent, UsageRollup, UsageUniqueValue
+from kassa.metering.rules import Aggregation, Point, aggregate, hour_floor, whole_hours
+from kassa.pricing import Usage
+
+_ZERO = Decimal(0)
+
+
+class EventNotFound(NotFound):
+    code = "event_not_found"
+    title = "No such usage event"
+
+
+class EventAlreadyVoided(Conflict):
+    code = "event_voided"
+    title = "The event is already voided"
+
+
+def _counted(org_id: str, customer_id: str, meter_id: str) -> list[object]:
+    return [
+        UsageEvent.org_id == org_id,
+        UsageEvent.customer_id == customer_id,
+        UsageEvent.meter_id == meter_id,
+        UsageEvent.voided_at.is_(None),
+    ]
+
+
+def _points(
+    session: Session, org_id: str, customer_id: str, meter_id: str, start: datetime, end: datetime
+) -> list[Point]:
+    rows = session.execute(
+        select(UsageEvent.ts, UsageEvent.value, UsageEvent.unique_value, UsageEvent.id).where(
+            *_counted(org_id, customer_id, meter_id),  # type: ignore[arg-type]
+            UsageEvent.ts >= start,
+            UsageEvent.ts < end,
+        )
+    ).all()
+    return [Point(ts, value, unique, eid) for ts, value, unique, eid in rows]
+
+
+def _before(
+    session: Session, org_id: str, customer_id: str, meter_id: str, start: datetime
+) -> Point | None:
+    row = session.execute(
+        select(UsageEvent.ts, UsageEvent.value, UsageEvent.unique_value, UsageEvent.id)
+        .where(*_counted(org_id, customer_id, meter_id), UsageEvent.ts < start)  # type: ignore[arg-type]
+        .order_by(UsageEvent.ts.desc(), UsageEvent.id.desc())
+        .limit(1)
+    ).first()
+    return Point(row[0], row[1], row[2], row[3]) if row else None
+
+
+def value(
+    session: Session, org_id: str, customer_id: str, meter: Meter, start: datetime, end: datetime
+) -> Decimal:
+    """The meter's exact value over [start, end) for one customer."""
+    agg: Aggregation = meter.aggregation  # type: ignore[assignment]
+    if end <= start:
+        return _ZERO
+    if agg == "time_weighted_avg":
+        # gauges change rarely: their events in range plus the value in force at the start
+        points = _points(session, org_id, customer_id, meter.id, start, end)
+        before = _before(session, org_id, customer_id, meter.id, start)
+        return aggregate(agg, points, start, end, before)
+    span = whole_hours(start, end)
+    if span is None:
+        return aggregate(
+            agg, _points(session, org_id, customer_id, meter.id, start, end), start, end
+        )
+    edges = _points(session, org_id, customer_id, meter.id, start, span[0]) + _points(
+        session, org_id, customer_id, meter.id, span[1], end
+    )
+    in_rollups = (
+        UsageRollup.org_id == org_id,
+        UsageRollup.customer_id == customer_id,
+        UsageRollup.meter_id == meter.id,
+        UsageRollup.hour >= span[0],
+        UsageRollup.hour < span[1],
+    )
+    if agg == "unique_count":
+        rolled = set(
+            session.scalars(
+                select(UsageUniqueValue.value)
+                .where(
+                    UsageUniqueValue.org_id == org_id,
+                    UsageUniqueValue.customer_id == customer_id,
+                    UsageUniqueValue.meter_id == meter.id,
+                    UsageUniqueValue.hour >= span[0],
+                    UsageUniqueValue.hour < span[1],
+                )
+                .distinct()
+            )
+        )
+        return Decimal(len(rolled | {p.unique for p in edges if p.unique is not None}))
+    if agg == "latest":
+        best = session.execute(
+            select(UsageRollup.latest_ts, UsageRollup.latest_value, UsageRollup.latest_id)
+            .where(*in_rollups)
+            .order_by(UsageRollup.latest_ts.desc(), UsageRollup.latest_id.desc())
+            .limit(1)
+        ).first()
+        candidates = list(edges)
+        if best is not None:
+            candidates.append(Point(best[0], best[1], None, best[2]))
+        return aggregate("latest", candidates, start, end)
+    count, total, highest = session.execute(
+        select(
+            func.coalesce(func.sum(UsageRollup.count), 0),
+            func.coalesce(func.sum(UsageRollup.sum), 0),
+            func.max(UsageRollup.max),
+        ).where(*in_rollups)
+    ).one()
+    edge = aggregate(agg, edges, start, end)
+    if agg == "count":
+        return Decimal(count) + edge
+    if agg == "sum":
+        return Decimal(total) + edge
+    values = [v for v in (highest, *(p.value for p in edges)) if v is not None]
+    return max(values) if values else _ZERO
+
+
+def grouped_value(
+    session: Session, org_id: str, customer_id: str, meter: Meter, start: datetime,
+    end: datetime, group_by: str | None, filters: Mapping[str, str],
+) -> list[tuple[str | None, Decimal]]:  # fmt: skip
+    """Ad-hoc filters and group-by read the events of the range (documented: not rollups)."""
+    stmt = select(
+        UsageEvent.ts, UsageEvent.value, UsageEvent.unique_value, UsageEvent.id,
+        UsageEvent.properties,
+    ).where(
+        *_counted(org_id, customer_id, meter.id),  # type: ignore[arg-type]
+        UsageEvent.ts >= start, UsageEvent.ts < end,
+    )  # fmt: skip
+    for name, wanted in filters.items():
+        stmt = stmt.where(UsageEvent.properties[name].astext == wanted)
+    groups: dict[str | None, list[Point]] = {}
+    for ts, val, unique, eid, props in session.execute(stmt):
+        key = None if group_by is None else _as_text(props.get(group_by))
+        groups.setdefault(key, []).append(Point(ts, val, unique, eid))
+    before = None
+    if meter.aggregation == "time_weighted_avg":
+        before = _before(session, org_id, customer_id, meter.id, start)
+    agg: Aggregation = meter.aggregation  # type: ignore[assignment]
+    return sorted(
+        ((key, aggregate(agg, pts, start, end, before)) for key, pts in groups.items()),
+        key=lambda kv: (kv[0] is None, kv[0] or ""),
+    )
+
+
+def _as_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def event_values(
+    session: Session, org_id: str, customer_id: str, meter_id: str, start: datetime, end: datetime
+) -> tuple[Decimal, ...]:
+    """Each counted event's value, in time order (per-event percentage pricing)."""
+    rows = session.scalars(
+        select(UsageEvent.value)
+        .where(
+            *_counted(org_id, customer_id, meter_id),  # type: ignore[arg-type]
+            UsageEvent.ts >= start,
+            UsageEvent.ts < end,
+        )
+        .order_by(UsageEvent.ts, UsageEvent.id)
+    ).all()
+    return tuple(v or _ZERO for v in rows)
+
+
+def usage_for_period(
+    session: Session, org_id: str, customer_id: str, plan: Plan, version: PlanVersion,
+    start: datetime, end: datetime,
+) -> dict[str, Usage]:  # fmt: skip
+    """What each charge of the plan version is rated on, for one customer and period."""
+    from kassa.pricing import parse_charge
+
+    meters = {
+        m.id: m
+        for m in session.scalars(
+            select(Meter).where(
+                Meter.org_id == org_id, Meter.id.in_([c["meter"] for c in version.charges])
+            )
+        )
+    }
+    usage: dict[str, Usage] = {}
+    for stored in version.charges:
+        meter = meters[stored["meter"]]
+        charge = parse_charge(meter.id, stored["model"], stored["properties"], None)
+        per_event = getattr(charge.properties, "per_event", False)
+        if per_event:
+            values = event_values(session, org_id, customer_id, meter.id, start, end)
+            usage[meter.id] = Usage(sum(values, _ZERO), values)
+        else:
+            usage[meter.id] = Usage(value(session, org_id, customer_id, meter, start, end))
+    return usage
+
+
+def _refold_hour(
+    session: Session, org_id: str, customer_id: str, meter_id: str, hour: datetime
+) -> None:
+    """Recompute one rollup bucket (and its distinct values) from its events."""
+    session.execute(
+        delete(UsageRollup).where(
+            UsageRollup.org_id == org_id, UsageRollup.customer_id == customer_id,
+            UsageRollup.meter_id == meter_id, UsageRollup.hour == hour,
+        )
+    )  # fmt: skip
+    session.execute(
+        delete(UsageUniqueValue).where(
+            UsageUniqueValue.org_id == org_id, UsageUniqueValue.customer_id == customer_id,
+            UsageUniqueValue.meter_id == meter_id, UsageUniqueValue.hour == hour,
+        )
+    )  # fmt: skip
+    session.execute(
+        text(_REFOLD_SQL + " AND customer_id = :customer AND meter_id = :meter"
+             " AND ts >= :hour AND ts < :hour + interval '1 hour'" + _REFOLD_GROUP),
+        {"org": org_id, "customer": customer_id, "meter": meter_id, "hour": hour},
+    )  # fmt: skip
+    session.execute(
+        text(_REUNIQUE_SQL + " AND customer_id = :customer AND meter_id = :meter"
+             " AND ts >= :hour AND ts < :hour + interval '1 hour'"),
+        {"org": org_id, "customer": customer_id, "meter": meter_id, "hour": hour},
+    )  # fmt: skip
+
+
+_HOUR = "date_trunc('hour', ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+_REFOLD_SQL = f"""
+    INSERT INTO usage_rollups (org_id, customer_id, meter_id, hour, count, sum, max, latest_ts,
+                               latest_id, latest_value)
+    SELECT org_id, customer_id, meter_id, {_HOUR}, count(*), coalesce(sum(value), 0), max(value),
+           (array_agg(ts ORDER BY ts DESC, id DESC))[1],
+           (array_agg(id ORDER BY ts DESC, id DESC))[1],
+           (array_agg(value ORDER BY ts DESC, id DESC))[1]
+    FROM usage_events
+    WHERE org_id = :org AND meter_id IS NOT NULL AND voided_at IS NULL"""  # noqa: S608
+_REFOLD_GROUP = " GROUP BY 1, 2, 3, 4"
+_REUNIQUE_SQL = f"""
+    INSERT INTO usage_unique_values (org_id, customer_id, meter_id, hour, value)
+    SELECT DISTINCT org_id, customer_id, meter_id, {_HOUR}, unique_value
+    FROM usage_events
+    WHERE org_id = :org AND meter_id IS NOT NULL AND voided_at IS NULL
+      AND unique_value IS NOT NULL"""  # noqa: S608
+
+
+def void(
+    session: Session, org_id: str, event_id: str, reason: str | None, clock: Clock
+) -> UsageEvent:
+    """Remove an event's effect (audited: the event stays, marked voided)."""
+    event = session.scalars(
+        select(UsageEvent)
+        .where(UsageEvent.org_id == org_id, UsageEvent.event_id == event_id)
+        .with_for_update()
+    ).one_or_none()
+    if event is None:
+        raise EventNotFound(detail=f"No usage event {event_id!r} in this organization.")
+    if event.voided_at is not None:
+        raise EventAlreadyVoided()
+    event.voided_at = clock.now()
+    event.void_reason = reason
+    session.flush()
+    if event.meter_id is not None:
+        _refold_hour(session, org_id, event.customer_id, event.meter_id, hour_floor(event.ts))
+    events.record(
+        session, clock, org_id, "usage_event.voided",
+        {"id": event.id, "event_id": event.event_id, "customer": event.customer_id,
+         "reason": reason},
+    )  # fmt: skip
+    return event
+
+
+def rebuild(session: Session, org_id: str) -> int:
+    """Recompute every rollup of one org from its events; returns the bucket count."""
+    session.execute(delete(UsageRollup).where(UsageRollup.org_id == org_id))
+    session.execute(delete(UsageUniqueValue).where(UsageUniqueValue.org_id == org_id))
+    session.execute(text(_REFOLD_SQL + _REFOLD_GROUP), {"org": org_id})
+    session.execute(text(_REUNIQUE_SQL), {"org": org_id})
+    return int(
+        session.scalar(
+            select(func.count()).select_from(UsageRollup).where(UsageRollup.org_id == org_id)
+        )
+        or 0
+    )
+
+
+def list_events(
+    session: Session, org_id: str, customer_id: str | None, meter_id: str | None,
+    limit: int, cursor: str | None,
+) -> tuple[Sequence[UsageEvent], bool, str | None]:  # fmt: skip
+    from kassa.core.pagination import paginate
+
+    stmt = select(UsageEvent).where(UsageEvent.org_id == org_id)
+    if customer_id is not None:
+        stmt = stmt.where(UsageEvent.customer_id == customer_id)
+    if meter_id is not None:
+        stmt = stmt.where(UsageEvent.meter_id == meter_id)
+    return paginate(session, stmt, UsageEvent.id, limit, cursor)

@@ -1,0 +1,1 @@
+"""Meter readings: cumulative register values of physical meters turned into usage events."""

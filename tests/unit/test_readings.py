@@ -155,7 +155,7 @@ def test_consumption_is_zero_for_an_unchanged_register() -> None:
 def test_invalid_readings(kwargs: dict[str, object], field: str) -> None:
     base: dict[str, object] = {"read_at": at(1), "value": D(10), "quality": "actual"}
     with pytest.raises(ReadingError) as err:
-        Reading(**{**base, **kwargs})  # type: ignore[arg-type]
+        Reading(**{**base, **kwargs})
     assert (err.value.code, err.value.field) == ("reading_invalid", field)
 
 
@@ -166,7 +166,7 @@ def test_negative_zero_is_zero() -> None:
 @pytest.mark.parametrize("kwargs", [{"digits": 0}, {"digits": True}, {"decimals": -1}])
 def test_invalid_registers(kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="register"):
-        Register(**kwargs)  # type: ignore[arg-type]
+        Register(**kwargs)
 
 
 # --- effective series --------------------------------------------------------------------

@@ -270,7 +270,9 @@ def effective_series(readings: Sequence[Reading]) -> list[Reading]:
     wins (``actual`` > ``manual`` > ``estimated``); two different readings of the best quality
     at one instant raise ``reading_conflict``. A non-estimated reading drops the estimates
     since the previous kept reading; when one of those carried the ``rollover`` flag and the
-    new reading is below the previous kept one, the new reading inherits the flag.
+    new reading is below the previous kept one, the new reading inherits the flag. The first
+    reading and every replacement are kept, and so are the estimates before a replacement
+    and after the last non-estimated reading: nothing trues those up.
     """
     groups: dict[datetime, list[Reading]] = {}
     for reading in readings:

@@ -172,6 +172,9 @@ class RequestContextMiddleware:
         status = 500
         response_started = False
 
+        def elapsed_ms() -> float:
+            return (time.perf_counter() - started) * 1000
+
         async def wrapped_send(message: Message) -> None:
             nonlocal status, response_started
             if message["type"] == "http.response.start":
@@ -180,6 +183,8 @@ class RequestContextMiddleware:
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode()),
+                    # W3C Server-Timing: time spent in Kassa until the response started
+                    (b"server-timing", f"app;dur={elapsed_ms():.2f}".encode()),
                 ]
             await send(message)
 

@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from kassa.catalog.models import Meter
-from kassa.core.ids import new_id
+from kassa.core.ids import new_ids
 from kassa.customers.models import Customer
 from kassa.metering.rules import MeterSpec, ParsedEvent, Rejection, parse_event
 
@@ -87,6 +87,14 @@ class IngestResult:
     rejected: list[Rejection] = field(default_factory=list)
 
 
+def _json(properties: object) -> str:
+    """Properties as JSON text; Decimals become JSON numbers (stored as double precision:
+    the meter's own value is kept exact in its column)."""
+    if not properties:
+        return "{}"
+    return json.dumps(properties, default=float, separators=(",", ":"))
+
+
 def meter_specs(session: Session, org_id: str) -> dict[str, MeterSpec]:
     rows = session.scalars(select(Meter).where(Meter.org_id == org_id)).all()
     return {
@@ -145,6 +153,7 @@ def ingest(
             parsed.append(event)
     customers = _resolve_customers(session, org_id, {e.customer for e in parsed})
     rows = []
+    ids = iter(new_ids("evt", len(parsed)))
     for event in parsed:
         customer_id = customers.get(event.customer)
         if customer_id is None:
@@ -156,9 +165,9 @@ def ingest(
             continue
         rows.append(
             (
-                new_id("evt"), event.event_id, customer_id, event.meter_id, event.event_name,
-                event.ts, event.value, event.unique_value,
-                json.dumps(event.properties, default=str, separators=(",", ":")),
+                next(ids), event.event_id, customer_id, event.meter_id, event.event_name,
+                event.timestamp, event.value, event.unique_value,
+                _json(event.properties),
             )
         )  # fmt: skip
     result.rejected.sort(key=lambda r: r.index)

@@ -68,7 +68,7 @@ _NUMERIC = (int, str, Decimal)
 def to_decimal(value: object) -> Decimal | None:
     """A finite Decimal from a JSON number or a decimal string, else None."""
     if value.__class__ is int:
-        return Decimal(value)  # type: ignore[arg-type]  # the hot path: plain integers
+        return Decimal(value)  # the hot path: plain integers
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, float):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -20,7 +21,9 @@ def to_schema(m: Meter) -> schemas.Meter:
     return schemas.Meter(
         id=m.id, event_name=m.event_name, name=m.name, aggregation=m.aggregation,
         value_property=m.value_property, unique_property=m.unique_property, unit=m.unit,
-        filters=m.filters, created_at=m.created_at,
+        filters=m.filters, lateness_seconds=m.lateness_seconds,
+        anomaly_multiplier=str(m.anomaly_multiplier) if m.anomaly_multiplier is not None else None,
+        anomaly_min_periods=m.anomaly_min_periods, created_at=m.created_at,
     )  # fmt: skip
 
 
@@ -29,6 +32,8 @@ def create(session: Session, principal: Principal, data: schemas.MeterIn, clock:
         org_id=principal.org_id, id=new_id("mtr"), event_name=data.event_name, name=data.name,
         aggregation=data.aggregation, value_property=data.value_property,
         unique_property=data.unique_property, unit=data.unit, filters=data.filters,
+        lateness_seconds=data.lateness_seconds, anomaly_min_periods=data.anomaly_min_periods,
+        anomaly_multiplier=Decimal(data.anomaly_multiplier) if data.anomaly_multiplier else None,
         created_at=clock.now(),
     )  # fmt: skip
     session.add(meter)

@@ -1,9 +1,17 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKeyConstraint, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKeyConstraint,
+    Integer,
+    Numeric,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -30,6 +38,9 @@ class Meter(TenantOwned, Base):
     unique_property: Mapped[str | None] = mapped_column(String(100))
     unit: Mapped[str | None] = mapped_column(String(40))
     filters: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    lateness_seconds: Mapped[int] = mapped_column(Integer, default=3600)
+    anomaly_multiplier: Mapped[Decimal | None] = mapped_column(Numeric)
+    anomaly_min_periods: Mapped[int] = mapped_column(Integer, default=3)
     created_at: Mapped[datetime]
 
 

@@ -28,6 +28,26 @@ class MeterIn(Strict):
     )
     unit: str | None = Field(default=None, max_length=40)
     filters: dict[str, list[str]] = Field(default_factory=dict, max_length=20)
+    lateness_seconds: int = Field(
+        default=3600,
+        ge=0,
+        le=90 * 86_400,
+        description="How long after a period ends its usage is still accepted into it",
+    )
+    anomaly_multiplier: str | None = Field(
+        default=None, description='Flag a period above this × the trailing median, e.g. "3"'
+    )
+    anomaly_min_periods: int = Field(default=3, ge=1, le=24)
+
+    @field_validator("anomaly_multiplier")
+    @classmethod
+    def _multiplier(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        number = parse_decimal(value, max_decimals=4)
+        if number <= 1:
+            raise ValueError("must be greater than 1")
+        return str(number)
 
     @field_validator("value_property")
     @classmethod
@@ -55,6 +75,9 @@ class Meter(BaseModel):
     unique_property: str | None
     unit: str | None
     filters: dict[str, list[str]]
+    lateness_seconds: int
+    anomaly_multiplier: str | None
+    anomaly_min_periods: int
     created_at: datetime
 
 

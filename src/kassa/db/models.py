@@ -9,8 +9,9 @@ from kassa.customers.models import Customer
 from kassa.db.base import Base
 from kassa.events.models import DomainEvent
 from kassa.identity.models import ApiKey, Membership, RefreshToken, SigningKey, User
-from kassa.metering.models import UsageEvent, UsageRollup, UsageUniqueValue
+from kassa.metering.models import UsageAnomaly, UsageEvent, UsageRollup, UsageUniqueValue
 from kassa.orgs.models import Organization
+from kassa.readings.models import MeterPoint, MeterReading
 from kassa.subscriptions.models import Adjustment, Subscription
 
 metadata = Base.metadata
@@ -22,10 +23,13 @@ __all__ = [
     "Customer",
     "DomainEvent",
     "Meter",
+    "MeterPoint",
+    "MeterReading",
     "Plan",
     "PlanVersion",
     "Subscription",
     "TestClock",
+    "UsageAnomaly",
     "UsageEvent",
     "UsageRollup",
     "UsageUniqueValue",

@@ -70,3 +70,16 @@ class UsageUniqueValue(TenantOwned, Base):
     meter_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     hour: Mapped[datetime] = mapped_column(primary_key=True)
     value: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class UsageAnomaly(TenantOwned, Base):
+    """A flagged period: usage above the meter's multiple of the trailing median (once)."""
+
+    __tablename__ = "usage_anomalies"
+
+    customer_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    meter_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    period_start: Mapped[datetime] = mapped_column(primary_key=True)
+    value: Mapped[Decimal] = mapped_column(Numeric)
+    median: Mapped[Decimal] = mapped_column(Numeric)
+    detected_at: Mapped[datetime]

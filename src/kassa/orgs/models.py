@@ -17,6 +17,7 @@ class Organization(Base):
     __tablename__ = "organizations"
     __table_args__ = (
         CheckConstraint("mode IN ('test', 'live')", name="mode"),
+        CheckConstraint("late_usage IN ('reject', 'adjust')", name="late_usage"),
         {"info": {"platform": True}},
     )
 
@@ -29,6 +30,7 @@ class Organization(Base):
     tax_ruleset: Mapped[str] = mapped_column(String(16))
     invoice_prefix: Mapped[str] = mapped_column(String(12))
     dunning: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    late_usage: Mapped[str] = mapped_column(String(8), default="reject")
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONB)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

@@ -55,6 +55,9 @@ class Org(BaseModel):
     tax_ruleset: TaxRuleset
     invoice_prefix: str
     dunning: Dunning
+    late_usage: Literal["reject", "adjust"] = Field(
+        description="Usage for an already invoiced period: reject it, or bill the difference"
+    )
     metadata: dict[str, str]
     created_at: datetime
 
@@ -68,6 +71,7 @@ class OrgPatch(Strict):
     tax_ruleset: TaxRuleset | None = None
     invoice_prefix: str | None = None
     dunning: Dunning | None = None
+    late_usage: Literal["reject", "adjust"] | None = None
     metadata: Metadata | None = None
 
     _country = field_validator("country")(check_country)

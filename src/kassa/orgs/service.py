@@ -37,6 +37,7 @@ def create_org(
         tax_ruleset="none",
         invoice_prefix=rules.invoice_prefix_for(name),
         dunning=Dunning().model_dump(),
+        late_usage="reject",
         metadata_={},
         created_at=now,
         updated_at=now,
@@ -92,6 +93,7 @@ def to_schema(org: Organization) -> Org:
         tax_ruleset=org.tax_ruleset,
         invoice_prefix=org.invoice_prefix,
         dunning=Dunning.model_validate(org.dunning),
+        late_usage=org.late_usage,
         metadata=org.metadata_,
         created_at=org.created_at,
     )

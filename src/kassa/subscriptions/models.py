@@ -71,5 +71,7 @@ class Adjustment(TenantOwned, Base):
     amount: Mapped[int]
     period_start: Mapped[datetime]
     period_end: Mapped[datetime]
+    meter_id: Mapped[str | None] = mapped_column(String(40))
+    event_ids: Mapped[list[str] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime]
     invoiced_at: Mapped[datetime | None]

@@ -9,14 +9,19 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from kassa.catalog.models import Meter
+from kassa.core.clock import Clock, FrozenClock
 from kassa.core.ids import new_ids
 from kassa.customers.models import Customer
-from kassa.metering.rules import MeterSpec, ParsedEvent, Rejection, parse_event
+from kassa.metering import late
+from kassa.metering.models import UsageEvent
+from kassa.metering.rules import MeterSpec, ParsedEvent, Rejection, parse_event, parse_timestamp
+from kassa.orgs.models import Organization
 
 MAX_BATCH = 10_000
 
@@ -24,7 +29,7 @@ _TEMP = text(
     """
     CREATE TEMPORARY TABLE IF NOT EXISTS usage_incoming (
         id text, event_id text, customer_id text, meter_id text, event_name text,
-        ts timestamptz, value numeric, unique_value text, properties jsonb
+        ts timestamptz, value numeric, unique_value text, properties jsonb, late boolean
     ) ON COMMIT DELETE ROWS
     """
 )
@@ -35,7 +40,7 @@ _FOLD = text(
         INSERT INTO usage_events (org_id, id, event_id, customer_id, meter_id, event_name, ts,
                                   value, unique_value, properties, received_at, late)
         SELECT :org, id, event_id, customer_id, meter_id, event_name, ts, value, unique_value,
-               properties, :now, false
+               properties, :now, late
         FROM usage_incoming ORDER BY event_id
         ON CONFLICT (org_id, event_id) DO NOTHING
         RETURNING id, customer_id, meter_id, ts, value, unique_value
@@ -164,13 +169,15 @@ def ingest(
             )
             continue
         rows.append(
-            (
+            [
                 next(ids), event.event_id, customer_id, event.meter_id, event.event_name,
                 event.timestamp, event.value, event.unique_value,
-                _json(event.properties),
-            )
+                _json(event.properties), event.index, False,
+            ]
         )  # fmt: skip
+    corrections = _closed_periods(session, org_id, rows, now, result)
     result.rejected.sort(key=lambda r: r.index)
+    rows = [row for row in rows if row[-1] is not None]
     if not rows:
         return result
     session.execute(_TEMP)
@@ -178,12 +185,84 @@ def ingest(
     assert raw is not None
     with raw.cursor().copy(
         "COPY usage_incoming (id, event_id, customer_id, meter_id, event_name, ts, value,"
-        " unique_value, properties) FROM STDIN"
+        " unique_value, properties, late) FROM STDIN"
     ) as copy:
         for row in rows:
-            copy.write_row(row)
+            copy.write_row((*row[:9], row[10]))
     inserted, _, _ = session.execute(_FOLD, {"org": org_id, "now": now}).one()
     session.execute(text("TRUNCATE usage_incoming"))
     result.accepted = int(inserted)
     result.duplicates += len(rows) - int(inserted)
+    if corrections:
+        _bill_corrections(session, org_id, corrections, FrozenClock(now))
     return result
+
+
+@dataclass
+class _Correction:
+    window: late.Window
+    meter_id: str
+    period: tuple[datetime, datetime]
+    before: int
+    ids: dict[str, str] = field(default_factory=dict)  # server id → event_id
+
+
+def _closed_periods(
+    session: Session, org_id: str, rows: list[list[Any]], now: datetime, result: IngestResult
+) -> dict[tuple[str, str, datetime], _Correction]:
+    """Find events for periods already closed: reject them (``period_closed``) or, when the
+    org bills late usage, mark them late and note what their period came to before them.
+    A rejected row gets ``None`` as its last field (dropped by the caller)."""
+    counted = [row for row in rows if row[3] is not None]
+    if not counted:
+        return {}
+    wins = late.windows(session, org_id, {row[2] for row in counted}, now)
+    if not wins:
+        return {}
+    policy = session.scalar(select(Organization.late_usage).where(Organization.id == org_id))
+    corrections: dict[tuple[str, str, datetime], _Correction] = {}
+    for row in counted:
+        window = wins.get((row[2], row[3]))
+        ts = parse_timestamp(row[5])
+        if window is None or ts is None or ts >= window.open_from:
+            continue
+        if ts < window.subscription.start_at:
+            continue  # before the subscription: no invoice covers it
+        if policy != "adjust":
+            result.rejected.append(
+                Rejection(row[-2], "period_closed",
+                          "timestamp: falls in a billing period that is already invoiced")
+            )  # fmt: skip
+            row[-1] = None
+            continue
+        row[-1] = True
+        period = late.period_containing(session, window.subscription, ts)
+        key = (window.subscription.id, row[3], period[0])
+        if key not in corrections:
+            before = late.charge_amount(session, window.subscription, row[3], *period)
+            corrections[key] = _Correction(window, row[3], period, before)
+        corrections[key].ids[row[0]] = row[1]
+    return corrections
+
+
+def _bill_corrections(
+    session: Session, org_id: str, corrections: dict[tuple[str, str, datetime], _Correction],
+    clock: Clock,
+) -> None:  # fmt: skip
+    """After the fold: the difference per closed period, naming the events that were new."""
+    for c in corrections.values():
+        stored = set(
+            session.scalars(
+                select(UsageEvent.id).where(
+                    UsageEvent.org_id == org_id, UsageEvent.id.in_(list(c.ids))
+                )
+            )
+        )
+        fresh = [event_id for sid, event_id in c.ids.items() if sid in stored]
+        if not fresh:
+            continue
+        after = late.charge_amount(session, c.window.subscription, c.meter_id, *c.period)
+        late.record_delta(
+            session, c.window.subscription, c.meter_id, c.period, c.before, after, fresh,
+            "Late usage", clock,
+        )  # fmt: skip

@@ -14,9 +14,11 @@ from kassa.catalog.models import Meter, Plan, PlanVersion
 from kassa.core.clock import Clock
 from kassa.core.errors import Conflict, NotFound
 from kassa.events import service as events
+from kassa.metering import late
 from kassa.metering.models import UsageEvent, UsageRollup, UsageUniqueValue
 from kassa.metering.rules import Aggregation, Point, aggregate, hour_floor, whole_hours
 from kassa.pricing import Usage
+from kassa.subscriptions.models import Subscription
 
 _ZERO = Decimal(0)
 
@@ -274,17 +276,42 @@ def void(
         raise EventNotFound(detail=f"No usage event {event_id!r} in this organization.")
     if event.voided_at is not None:
         raise EventAlreadyVoided()
+    correction = _closed_period_of(session, org_id, event, clock)
     event.voided_at = clock.now()
     event.void_reason = reason
     session.flush()
     if event.meter_id is not None:
         _refold_hour(session, org_id, event.customer_id, event.meter_id, hour_floor(event.ts))
+    if correction is not None:
+        sub, period, before = correction
+        after = late.charge_amount(session, sub, event.meter_id or "", *period)
+        late.record_delta(
+            session, sub, event.meter_id or "", period, before, after, [event.event_id],
+            "Voided usage", clock,
+        )  # fmt: skip
     events.record(
         session, clock, org_id, "usage_event.voided",
         {"id": event.id, "event_id": event.event_id, "customer": event.customer_id,
          "reason": reason},
     )  # fmt: skip
     return event
+
+
+def _closed_period_of(
+    session: Session, org_id: str, event: UsageEvent, clock: Clock
+) -> tuple[Subscription, tuple[datetime, datetime], int] | None:
+    """If the event counts in a period already closed: its subscription, the period and
+    what the period's charges on the meter come to now (before the void)."""
+    if event.meter_id is None:
+        return None
+    window = late.windows(session, org_id, [event.customer_id], clock.now()).get(
+        (event.customer_id, event.meter_id)
+    )
+    if window is None or event.ts >= window.open_from or event.ts < window.subscription.start_at:
+        return None
+    period = late.period_containing(session, window.subscription, event.ts)
+    before = late.charge_amount(session, window.subscription, event.meter_id, *period)
+    return window.subscription, period, before
 
 
 def rebuild(session: Session, org_id: str) -> int:

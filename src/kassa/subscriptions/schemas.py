@@ -83,6 +83,9 @@ class InvoiceLine(BaseModel):
     meter: str | None = None
     period_start: datetime
     period_end: datetime
+    event_ids: list[str] | None = Field(
+        default=None, description="Usage events a correction line comes from"
+    )
 
 
 class TaxLine(BaseModel):

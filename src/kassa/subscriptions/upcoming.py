@@ -121,9 +121,11 @@ def upcoming(
     for adj in service.pending_adjustments(session, sub):
         lines.append(
             InvoiceLine(
-                kind="proration", description=adj.description, quantity=Decimal(1),
-                unit_amount=Decimal(adj.amount), amount=adj.amount,
+                kind="usage" if adj.kind == "usage_correction" else "proration",
+                description=adj.description, quantity=Decimal(1),
+                unit_amount=Decimal(adj.amount), amount=adj.amount, meter=adj.meter_id,
                 period_start=adj.period_start, period_end=adj.period_end,
+                event_ids=adj.event_ids,
             )
         )  # fmt: skip
 

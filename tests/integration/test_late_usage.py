@@ -1,0 +1,95 @@
+"""Late and corrected usage: periods close after the meter's lateness; late events are
+rejected (period_closed) or, when the org allows it, billed as a difference that names them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi.testclient import TestClient
+
+from tests.conftest import Tenant, create, make_customer, make_plan, make_subscription
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def at(*args: int) -> str:
+    return datetime(*args, tzinfo=BERLIN).isoformat()  # type: ignore[misc]
+
+
+def setup(client: TestClient, tenant: Tenant) -> tuple[str, dict[str, Any]]:
+    clock = create(client, tenant, "/v1/test_clocks", {"frozen_time": at(2026, 1, 1)})
+    customer = make_customer(client, tenant, timezone="Europe/Berlin", test_clock=clock["id"])
+    create(client, tenant, "/v1/meters",
+           {"event_name": "calls", "name": "API calls", "aggregation": "count",
+            "lateness_seconds": 3600})  # fmt: skip
+    plan = make_plan(client, tenant, amount=0, pay_in_advance=False, charges=[
+        {"meter": "calls", "model": "per_unit", "properties": {"unit_amount": "100"}}])  # fmt: skip
+    sub = make_subscription(client, tenant, customer=customer["id"], plan=plan["id"])
+    return clock["id"], sub
+
+
+def send(client: TestClient, tenant: Tenant, sub: dict[str, Any], event_id: str, ts: str) -> Any:
+    return client.post("/v1/events", headers=tenant.headers, json={
+        "event_id": event_id, "customer": sub["customer"], "event_name": "calls",
+        "timestamp": ts})  # fmt: skip
+
+
+def advance(client: TestClient, tenant: Tenant, clock: str, to: str) -> None:
+    r = client.post(f"/v1/test_clocks/{clock}/advance", json={"frozen_time": to},
+                    headers=tenant.headers)  # fmt: skip
+    assert r.status_code == 200, r.text
+
+
+def lines(client: TestClient, tenant: Tenant, sub: dict[str, Any]) -> list[tuple[str, int, Any]]:
+    invoice = client.get(f"/v1/subscriptions/{sub['id']}/upcoming_invoice",
+                         headers=tenant.headers).json()  # fmt: skip
+    return [(x["kind"], x["amount"], x.get("event_ids")) for x in invoice["lines"]]
+
+
+def test_late_event_within_the_lateness_window_counts_normally(
+    client: TestClient, tenant: Tenant
+) -> None:
+    clock, sub = setup(client, tenant)
+    advance(client, tenant, clock, at(2026, 2, 1, 0, 30))  # January closes at 01:00
+    assert send(client, tenant, sub, "jan-31", at(2026, 1, 31, 23)).status_code == 202
+    assert lines(client, tenant, sub) == [("usage", 0, None)]  # February: nothing yet
+
+
+def test_late_event_for_a_closed_period_is_rejected_by_default(
+    client: TestClient, tenant: Tenant
+) -> None:
+    clock, sub = setup(client, tenant)
+    advance(client, tenant, clock, at(2026, 2, 10))
+    late = send(client, tenant, sub, "jan-15", at(2026, 1, 15))
+    assert late.status_code == 422
+    assert late.json()["code"] == "period_closed"
+    assert late.json()["errors"][0]["field"] == "timestamp"
+    batch = client.post("/v1/events/batch", headers=tenant.headers, json={"events": [
+        {"event_id": "feb-2", "customer": sub["customer"], "event_name": "calls",
+         "timestamp": at(2026, 2, 2)},
+        {"event_id": "jan-16", "customer": sub["customer"], "event_name": "calls",
+         "timestamp": at(2026, 1, 16)}]}).json()  # fmt: skip
+    assert batch["accepted"] == 1
+    assert [(r["index"], r["code"]) for r in batch["rejected"]] == [(1, "period_closed")]
+
+
+def test_late_usage_is_billed_as_a_difference_naming_its_events(
+    client: TestClient, tenant: Tenant
+) -> None:
+    clock, sub = setup(client, tenant)
+    client.patch("/v1/org", json={"late_usage": "adjust"}, headers=tenant.headers)
+    assert send(client, tenant, sub, "jan-1", at(2026, 1, 5)).status_code == 202
+    advance(client, tenant, clock, at(2026, 2, 10))
+    assert send(client, tenant, sub, "jan-15", at(2026, 1, 15)).status_code == 202
+    assert send(client, tenant, sub, "jan-15", at(2026, 1, 15)).json()["duplicates"] == 1
+    assert lines(client, tenant, sub) == [("usage", 0, None), ("usage", 100, ["jan-15"])]
+    voided = client.post("/v1/events/jan-1/void", json={"reason": "test traffic"},
+                         headers=tenant.headers)  # fmt: skip
+    assert voided.status_code == 200
+    assert lines(client, tenant, sub) == [
+        ("usage", 0, None),
+        ("usage", 100, ["jan-15"]),
+        ("usage", -100, ["jan-1"]),
+    ]

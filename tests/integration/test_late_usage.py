@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi.testclient import TestClient
 
+from kassa.runtime import Runtime
 from tests.conftest import Tenant, create, make_customer, make_plan, make_subscription
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -93,3 +94,42 @@ def test_late_usage_is_billed_as_a_difference_naming_its_events(
         ("usage", 100, ["jan-15"]),
         ("usage", -100, ["jan-1"]),
     ]
+
+
+def test_an_unusual_period_is_flagged_once(client: TestClient, tenant: Tenant, rt: Runtime) -> None:
+    from sqlalchemy import select
+
+    from kassa.events.models import DomainEvent
+
+    clock = create(client, tenant, "/v1/test_clocks", {"frozen_time": at(2026, 1, 1)})
+    customer = make_customer(client, tenant, timezone="Europe/Berlin", test_clock=clock["id"])
+    create(client, tenant, "/v1/meters",
+           {"event_name": "kwh", "name": "Electricity", "aggregation": "sum",
+            "value_property": "kwh", "anomaly_multiplier": "3", "anomaly_min_periods": 3})  # fmt: skip
+    plan = make_plan(client, tenant, amount=0, charges=[
+        {"meter": "kwh", "model": "per_unit", "properties": {"unit_amount": "30"}}])  # fmt: skip
+    make_subscription(client, tenant, customer=customer["id"], plan=plan["id"])
+
+    def use(event_id: str, when: str, kwh: int) -> None:
+        r = client.post("/v1/events", headers=tenant.headers, json={
+            "event_id": event_id, "customer": customer["id"], "event_name": "kwh",
+            "timestamp": when, "properties": {"kwh": kwh}})  # fmt: skip
+        assert r.status_code == 202, r.text
+
+    for month, kwh in ((1, 100), (2, 120), (3, 90)):
+        use(f"m{month}", at(2026, month, 10), kwh)
+        advance(client, tenant, clock["id"], at(2026, month + 1, 1, 2))
+    use("m4a", at(2026, 4, 5), 200)
+    calm = client.get(f"/v1/customers/{customer['id']}/usage?meter=kwh", headers=tenant.headers)
+    assert calm.json()["anomaly"] == {"flagged": False, "median": "100", "multiplier": "3",
+                                      "periods": 3}  # fmt: skip
+    use("m4b", at(2026, 4, 6), 150)  # 350 > 3 × 100
+    use("m4c", at(2026, 4, 7), 10)
+    flagged = client.get(f"/v1/customers/{customer['id']}/usage?meter=kwh", headers=tenant.headers)
+    assert flagged.json()["value"] == "360" and flagged.json()["anomaly"]["flagged"] is True
+    with rt.db.transaction(tenant.org_id) as session:
+        kinds = session.scalars(
+            select(DomainEvent.type).where(DomainEvent.org_id == tenant.org_id,
+                                           DomainEvent.type == "usage.anomaly_detected")
+        ).all()  # fmt: skip
+    assert kinds == ["usage.anomaly_detected"]

@@ -23,12 +23,13 @@ from kassa.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from kassa.core.schemas import problem_responses
 from kassa.customers import service as customers
 from kassa.identity.auth import READ, WRITE, db, idempotent, runtime
-from kassa.metering import ingest, service
+from kassa.metering import anomaly, ingest, service
 from kassa.metering.models import UsageEvent
 from kassa.metering.rules import Rejection
 from kassa.metering.schemas import (
     BATCH_SCHEMA,
     EVENT_SCHEMA,
+    AnomalyOut,
     IngestSummary,
     RejectedEvent,
     UsageEventOut,
@@ -267,12 +268,12 @@ def customer_usage(
     except MeterNotFound:
         raise field_error("meter", "no such meter") from None
     start, end = from_, to
+    sub = None
     if start is None or end is None:
         from kassa.subscriptions import service as subscriptions
 
-        period = subscriptions.current_period_for_meter(
-            session, who.org_id, cust.id, m.id, rt.clock
-        )
+        sub = subscriptions.current_subscription_for_meter(session, who.org_id, cust.id, m.id)
+        period = (sub.current_period_start, sub.current_period_end) if sub else None
         if period is None:
             raise field_error(
                 "from", "required: the customer has no subscription charging this meter"
@@ -299,4 +300,13 @@ def customer_usage(
         )
         out.group_by = group_by
         out.groups = [UsageGroup(key=k, value=v) for k, v in groups]
+    if sub is not None and from_ is None and to is None and not filters:
+        verdict = anomaly.assess(session, sub, m)
+        if verdict is not None:
+            out.anomaly = AnomalyOut(
+                flagged=verdict.flagged,
+                median=verdict.median,
+                multiplier=verdict.multiplier,
+                periods=verdict.periods,
+            )
     return JSONResponse(out.model_dump(mode="json", by_alias=True))

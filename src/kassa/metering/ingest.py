@@ -18,7 +18,7 @@ from kassa.catalog.models import Meter
 from kassa.core.clock import Clock, FrozenClock
 from kassa.core.ids import new_ids
 from kassa.customers.models import Customer
-from kassa.metering import late
+from kassa.metering import anomaly, late
 from kassa.metering.models import UsageEvent
 from kassa.metering.rules import MeterSpec, ParsedEvent, Rejection, parse_event, parse_timestamp
 from kassa.orgs.models import Organization
@@ -195,7 +195,35 @@ def ingest(
     result.duplicates += len(rows) - int(inserted)
     if corrections:
         _bill_corrections(session, org_id, corrections, FrozenClock(now))
+    if inserted:
+        pairs = {(str(row[2]), str(row[3])) for row in rows if row[3]}
+        _check_anomalies(session, org_id, pairs, now)
     return result
+
+
+def _check_anomalies(
+    session: Session, org_id: str, pairs: set[tuple[str, str]], now: datetime
+) -> None:
+    """Flag (once per period) customers whose usage jumped on meters with a rule."""
+    watched = {
+        m.id: m
+        for m in session.scalars(
+            select(Meter).where(Meter.org_id == org_id, Meter.anomaly_multiplier.is_not(None))
+        )
+    }
+    pairs = {p for p in pairs if p[1] in watched}
+    if not pairs:
+        return
+    wins = late.windows(session, org_id, {customer for customer, _ in pairs}, now)
+    for customer_id, meter_id in sorted(pairs):
+        window = wins.get((customer_id, meter_id))
+        if window is None:
+            continue
+        verdict = anomaly.assess(session, window.subscription, watched[meter_id])
+        if verdict is not None:
+            anomaly.record(
+                session, window.subscription, watched[meter_id], verdict, FrozenClock(now), now
+            )
 
 
 @dataclass

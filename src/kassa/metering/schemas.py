@@ -67,6 +67,13 @@ class UsageGroup(BaseModel):
     value: Decimal
 
 
+class AnomalyOut(BaseModel):
+    flagged: bool
+    median: Decimal | None = Field(description="Median of the previous periods' usage")
+    multiplier: Decimal
+    periods: int = Field(description="How many previous periods the median covers")
+
+
 class UsageOut(BaseModel):
     object: Literal["usage"] = "usage"
     customer: str
@@ -78,5 +85,8 @@ class UsageOut(BaseModel):
     to: datetime
     group_by: str | None = None
     groups: list[UsageGroup] | None = None
+    anomaly: AnomalyOut | None = Field(
+        default=None, description="For the current period, on meters with an anomaly rule"
+    )
 
     model_config = {"populate_by_name": True}

@@ -353,11 +353,11 @@ def pending_adjustments(session: Session, sub: Subscription) -> Sequence[Adjustm
     ).all()
 
 
-def current_period_for_meter(
-    session: Session, org_id: str, customer_id: str, meter_id: str, clock: Clock
-) -> tuple[datetime, datetime] | None:
-    """The current period of the customer's live subscription whose plan charges the meter
-    (the earliest-created one if several do)."""
+def current_subscription_for_meter(
+    session: Session, org_id: str, customer_id: str, meter_id: str
+) -> Subscription | None:
+    """The customer's live subscription whose plan charges the meter (the earliest-created
+    one if several do)."""
     subs = session.scalars(
         select(Subscription)
         .where(
@@ -370,5 +370,5 @@ def current_period_for_meter(
     for sub in subs:
         _, version = support.plan_of(session, sub)
         if any(c["meter"] == meter_id for c in version.charges):
-            return sub.current_period_start, sub.current_period_end
+            return sub
     return None

@@ -22,6 +22,8 @@ from kassa.runtime import Runtime
 cli = typer.Typer(help="Kassa: multi-tenant meter-to-cash billing.", no_args_is_help=True)
 admin = typer.Typer(help="Operator commands (platform level).", no_args_is_help=True)
 cli.add_typer(admin, name="admin")
+usage = typer.Typer(help="Usage metering maintenance.", no_args_is_help=True)
+cli.add_typer(usage, name="usage")
 console = Console(stderr=True)
 
 
@@ -208,6 +210,36 @@ def list_orgs() -> None:
         for org in session.scalars(select(Organization).order_by(Organization.id)):
             table.add_row(org.id, org.name, org.mode, org.currency, org.created_at.isoformat())
     Console().print(table)
+    rt.close()
+
+
+@usage.command("rebuild")
+def rebuild_usage(
+    org: Annotated[str | None, typer.Option(help="Only this organization (id).")] = None,
+) -> None:
+    """Recompute the hourly usage rollups from the raw events (the source of truth)."""
+    from rich.progress import Progress
+    from sqlalchemy import select
+
+    from kassa.metering import service as metering
+    from kassa.orgs.models import Organization
+
+    rt = _boot(migrate=True)
+    with rt.db.transaction() as session:
+        stmt = select(Organization.id).order_by(Organization.id)
+        if org:
+            stmt = stmt.where(Organization.id == org)
+        org_ids = list(session.scalars(stmt))
+    if org and not org_ids:
+        raise typer.BadParameter(f"no organization {org}")
+    buckets = 0
+    with Progress(console=console) as progress:
+        task = progress.add_task("Rebuilding usage rollups", total=len(org_ids))
+        for org_id in org_ids:
+            with rt.db.transaction(org_id) as session:
+                buckets += metering.rebuild(session, org_id)
+            progress.advance(task)
+    Console().print(f"rebuilt {buckets} hourly buckets in {len(org_ids)} organization(s)")
     rt.close()
 
 

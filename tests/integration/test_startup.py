@@ -143,3 +143,14 @@ def test_standalone_worker_heartbeats_and_stops_cleanly(settings: Settings, rt: 
         out = _stop(proc)
     assert proc.returncode == 0, out
     assert "worker running" in out
+
+
+def test_usage_rebuild_on_the_cli(settings: Settings, rt: Runtime) -> None:
+    env = _env(Path(settings.data_dir))
+    env["KASSA_DATABASE_URL"] = str(settings.database_url)
+    result = subprocess.run(
+        [sys.executable, "-m", "kassa", "usage", "rebuild"],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "hourly buckets in" in result.stdout

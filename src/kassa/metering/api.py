@@ -65,9 +65,16 @@ def _json_body(body: bytes) -> Any:
         raise field_error("body", "must be a UTF-8 encoded JSON document") from None
 
 
-def _run(session: Session, who: Principal, rt: Runtime, events: list[Any]) -> ingest.IngestResult:
+def _run(
+    session: Session, who: Principal, rt: Runtime, events: list[Any], check_nul: bool = True
+) -> ingest.IngestResult:
     skew = timedelta(seconds=rt.settings.usage_max_future_skew_seconds)
-    return ingest.ingest(session, who.org_id, events, rt.clock.now(), skew)
+    return ingest.ingest(session, who.org_id, events, rt.clock.now(), skew, check_nul)
+
+
+def _may_hold_nul(body: bytes) -> bool:
+    """JSON can carry U+0000 only as an escape; without one, no event needs the check."""
+    return b"\\u0000" in body.lower()
 
 
 @router.post(
@@ -111,14 +118,18 @@ async def ingest_batch(
     rt: Runtime = Depends(runtime),
 ) -> IngestSummary:
     """Up to 10 000 events; each is accepted, a counted duplicate, or rejected by index."""
-    body = await run_in_threadpool(_json_body, await request.body())
+    raw_body = await request.body()
+    body = await run_in_threadpool(_json_body, raw_body)
     if not isinstance(body, dict) or not isinstance(body.get("events"), list):
         raise field_error("events", "must be a list of events")
     if set(body) - {"events"}:
         raise field_error(sorted(set(body) - {"events"})[0], "unknown field")
     if len(body["events"]) > ingest.MAX_BATCH:
         raise field_error("events", f"at most {ingest.MAX_BATCH} events per batch")
-    return _summary(await run_in_threadpool(_run, session, who, rt, body["events"]))
+    result = await run_in_threadpool(
+        _run, session, who, rt, body["events"], _may_hold_nul(raw_body)
+    )
+    return _summary(result)
 
 
 @router.post(
@@ -160,7 +171,10 @@ async def import_csv(
         pending.clear()
 
     def rows(text: str) -> list[list[str]]:
-        return list(csv.reader(io.StringIO(text)))
+        try:
+            return list(csv.reader(io.StringIO(text)))
+        except csv.Error as exc:
+            raise field_error("body", f"is not valid CSV: {exc}") from None
 
     async for chunk in request.stream():
         try:

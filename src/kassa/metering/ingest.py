@@ -141,14 +141,16 @@ def ingest(
     raw_events: Sequence[object],
     now: datetime,
     max_future: timedelta,
+    check_nul: bool = True,
 ) -> IngestResult:
-    """Validate, deduplicate and store events; count what happened to each."""
+    """Validate, deduplicate and store events; count what happened to each. ``check_nul``
+    may be False when the caller knows the JSON carried no ``\\u0000`` at all."""
     result = IngestResult()
     meters = meter_specs(session, org_id)
     parsed: list[ParsedEvent] = []
     seen: set[str] = set()
     for index, raw in enumerate(raw_events):
-        event = parse_event(raw, index, meters, now, max_future)
+        event = parse_event(raw, index, meters, now, max_future, check_nul)
         if isinstance(event, Rejection):
             result.rejected.append(event)
         elif event.event_id in seen:

@@ -92,12 +92,24 @@ def parse_timestamp(value: object) -> datetime | None:
     return ts if ts.tzinfo is not None else None
 
 
+def contains_nul(value: object) -> bool:
+    """U+0000 anywhere in a JSON value (PostgreSQL's jsonb and text cannot store it)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(contains_nul(v) for v in value)
+    return False
+
+
 def parse_event(
     raw: object,
     index: int,
     meters: Mapping[str, MeterSpec],
     now: datetime,
     max_future: timedelta,
+    check_nul: bool = True,
 ) -> ParsedEvent | Rejection:
     """Validate one incoming event; a rejection names the field and the reason."""
     if not isinstance(raw, dict):
@@ -127,6 +139,8 @@ def parse_event(
         properties = {}
     if not isinstance(properties, dict) or len(properties) > MAX_PROPERTIES:
         return Rejection(index, "invalid_properties", "properties: must be an object (≤ 50 keys)")
+    if check_nul and contains_nul(properties):
+        return Rejection(index, "invalid_properties", "properties: must not contain NUL characters")
     meter = meters[name]
     value: Decimal | None = None
     if meter.value_property is not None:

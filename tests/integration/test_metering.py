@@ -357,3 +357,23 @@ def test_rebuild_recomputes_the_same_rollups(
         == before
         == "435"
     )
+
+
+def test_nul_characters_are_rejected_by_index_not_stored(
+    client: TestClient, tenant: Tenant
+) -> None:
+    meter(client, tenant, "calls", "count")
+    cust = make_customer(client, tenant)
+    summary = batch(
+        client,
+        tenant,
+        [ev("n1", cust["id"], "calls", T0, note="a\u0000b"), ev("n2", cust["id"], "calls", T0)],
+    )
+    assert summary["accepted"] == 1
+    assert [(r["index"], r["code"]) for r in summary["rejected"]] == [(0, "invalid_properties")]
+    broken = client.post(
+        "/v1/events/import",
+        content=b"event_id,customer\x00,x\n",
+        headers={**tenant.headers, "Content-Type": "text/csv"},
+    )
+    assert broken.status_code == 422 and broken.json()["errors"][0]["field"] == "body"

@@ -377,3 +377,20 @@ def test_nul_characters_are_rejected_by_index_not_stored(
         headers={**tenant.headers, "Content-Type": "text/csv"},
     )
     assert broken.status_code == 422 and broken.json()["errors"][0]["field"] == "body"
+
+
+def test_event_ids_and_usage_are_per_organization(
+    client: TestClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    for org in (tenant, other_tenant):
+        meter(client, org, "calls", "count")
+        make_customer(client, org, external_id="shared-ref")
+    mine = batch(client, tenant, [ev("same", "shared-ref", "calls", T0)])
+    theirs = batch(client, other_tenant, [ev("same", "shared-ref", "calls", T0)])
+    assert mine["accepted"] == theirs["accepted"] == 1  # dedup is per organization
+    batch(client, other_tenant, [ev("more", "shared-ref", "calls", T0)])
+    day = (T0, T0 + timedelta(days=1))
+    assert usage(client, tenant, "shared-ref", "calls", *day)["value"] == "1"
+    assert usage(client, other_tenant, "shared-ref", "calls", *day)["value"] == "2"
+    listed = client.get("/v1/events", headers=tenant.headers).json()["data"]
+    assert [e["event_id"] for e in listed] == ["same"]

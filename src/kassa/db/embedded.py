@@ -34,8 +34,36 @@ def start(data_dir: Path, database: str = DATABASE) -> str:
                 server = get_server(pgdata, cleanup_mode="stop")
             _servers[pgdata] = server
     socket_dir = parse_qs(urlparse(server.get_uri()).query)["host"][0]
-    ensure_database(f"host={socket_dir} user=postgres dbname=postgres", database)
+    admin = f"host={socket_dir} user=postgres dbname=postgres"
+    tune(admin)
+    ensure_database(admin, database)
     return f"postgresql+psycopg://postgres@/{database}?host={socket_dir}"
+
+
+# initdb's defaults suit a toy; usage ingestion writes a lot. Reloadable settings apply at
+# once, shared_buffers from the next start of the embedded server.
+TUNING = {"max_wal_size": "4GB", "shared_buffers": "256MB", "checkpoint_timeout": "15min"}
+
+
+def tune(conninfo: str) -> None:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        current = dict(
+            conn.execute(
+                "SELECT name, setting FROM pg_file_settings WHERE sourcefile LIKE %s",
+                ("%postgresql.auto.conf",),
+            ).fetchall()
+        )
+        changed = False
+        for name, value in TUNING.items():
+            if current.get(name) != value:
+                conn.execute(
+                    sql.SQL("ALTER SYSTEM SET {} = {}").format(
+                        sql.Identifier(name), sql.Literal(value)
+                    )
+                )
+                changed = True
+        if changed:
+            conn.execute("SELECT pg_reload_conf()")
 
 
 def ensure_database(conninfo: str, database: str) -> None:

@@ -19,6 +19,7 @@ from kassa.customers import api as customers_api
 from kassa.identity import api as identity_api
 from kassa.metering import api as metering_api
 from kassa.orgs import api as orgs_api
+from kassa.readings import api as readings_api
 from kassa.runtime import Runtime
 from kassa.subscriptions import api as subscriptions_api
 from kassa.system import api as system_api
@@ -84,6 +85,7 @@ def create_app(rt: Runtime, *, run_worker: bool = False) -> FastAPI:
         subscriptions_api.router,
         clocks_api.router,
         metering_api.router,
+        readings_api.router,
     ):
         app.include_router(router)
     return app

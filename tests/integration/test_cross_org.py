@@ -24,6 +24,7 @@ from tests.conftest import (
     make_plan,
     make_subscription,
 )
+from tests.integration.test_readings import make_meter_point, make_meter_reading
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,12 @@ CASES: dict[tuple[str, str], ProbeFactory] = {
     ("PATCH", "/v1/members/{user_id}"): _member_probe("PATCH", {"role": "viewer"}),
     ("DELETE", "/v1/members/{user_id}"): _member_probe("DELETE"),
     ("DELETE", "/v1/api_keys/{key_id}"): _revoke_key,
+    ("GET", "/v1/meter_points/{meter_point}"): _object_probe(
+        make_meter_point, "GET", "/v1/meter_points/{id}"
+    ),
+    ("GET", "/v1/meter_readings/{reading_id}"): _object_probe(
+        make_meter_reading, "GET", "/v1/meter_readings/{id}"
+    ),
 }
 
 

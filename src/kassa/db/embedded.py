@@ -47,7 +47,7 @@ TUNING = {"max_wal_size": "4GB", "shared_buffers": "256MB", "checkpoint_timeout"
 
 def tune(conninfo: str) -> None:
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        current = dict(
+        current: dict[str, str] = dict(
             conn.execute(
                 "SELECT name, setting FROM pg_file_settings WHERE sourcefile LIKE %s",
                 ("%postgresql.auto.conf",),

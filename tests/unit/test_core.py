@@ -23,6 +23,8 @@ def test_ids_are_prefixed_and_time_sortable() -> None:
     earlier = new_id("inv")
     time.sleep(0.002)
     assert new_id("inv") > earlier
+    burst = [new_id("il") for _ in range(1000)]  # many per millisecond: still in order
+    assert burst == sorted(burst)
     with pytest.raises(ValueError, match="unknown id prefix"):
         new_id("nope")
 

@@ -1,10 +1,9 @@
 """Opaque, prefixed, time-sortable identifiers (``cus_01J…``).
 
 The body is a ULID (48 bits of millisecond time, then 80 random bits, Crockford base32).
-Ids made in the same millisecond sort in random order among themselves, which keeps
-cursor pagination correct (the order is total) while "newest first" is exact to the ms.
-:func:`new_ids` makes many at once, monotonic within the batch (ingestion makes 10 000
-per request, so it encodes with the C base32 codec instead of per-id Python code).
+Within one process ids strictly increase (monotonic ULIDs), so "newest first" is exact for
+what one process made; across processes the order is exact to the millisecond. Encoding
+uses the C base32 codec: ingestion makes 10 000 ids per request.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import threading
 import time
 
 PREFIXES = frozenset(
@@ -33,20 +33,35 @@ def _encode(value: int) -> str:
     return raw[:26].translate(_CROCKFORD)
 
 
+_lock = threading.Lock()
+_last = 0
+
+
+def _next(count: int) -> int:
+    """The first of ``count`` values, monotonic within this process (the ULID spec's
+    monotonic mode): a new millisecond starts at a random point, the same one counts up."""
+    global _last
+    with _lock:
+        ms = time.time_ns() // 1_000_000
+        start = (ms << 80) | (int.from_bytes(os.urandom(10), "big") >> 1)  # room to count up
+        if start <= _last:
+            start = _last + 1
+        _last = start + count - 1
+        return start
+
+
 def new_id(prefix: str) -> str:
     """Return a fresh id such as ``org_01JC6W3V6Y1J3S2Q0QXJ6M3T7D``."""
     if prefix not in PREFIXES:
         raise ValueError(f"unknown id prefix {prefix!r}")
-    ms = time.time_ns() // 1_000_000
-    return f"{prefix}_{_encode((ms << 80) | int.from_bytes(os.urandom(10), 'big'))}"
+    return f"{prefix}_{_encode(_next(1))}"
 
 
 def new_ids(prefix: str, count: int) -> list[str]:
-    """``count`` fresh ids, strictly increasing (one random start, then +1 each)."""
+    """``count`` fresh ids, strictly increasing."""
     if prefix not in PREFIXES:
         raise ValueError(f"unknown id prefix {prefix!r}")
-    ms = time.time_ns() // 1_000_000
-    start = (ms << 80) | (int.from_bytes(os.urandom(10), "big") >> 1)  # room to count up
+    start = _next(count)
     return [f"{prefix}_{_encode(start + i)}" for i in range(count)]
 
 

@@ -98,6 +98,11 @@ def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="kassa-ingest-"))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    # first start: initdb + tuning; the embedded server's shared_buffers take effect from
+    # the second start, which is what a long-running installation sees
+    first = start_server(data_dir, port)
+    first.send_signal(signal.SIGTERM)
+    first.wait(timeout=60)
     proc = start_server(data_dir, port)
     try:
         run(base, data_dir, args)

@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import String, any_, bindparam, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from kassa.catalog.models import Meter
 from kassa.core.clock import Clock, FrozenClock
-from kassa.core.ids import new_ids
+from kassa.core.ids import looks_like_id, new_ids
 from kassa.customers.models import Customer
 from kassa.metering import anomaly, late
 from kassa.metering.models import UsageEvent
@@ -116,23 +117,33 @@ def meter_specs(session: Session, org_id: str) -> dict[str, MeterSpec]:
 
 
 def _resolve_customers(session: Session, org_id: str, refs: set[str]) -> dict[str, str]:
-    """Customer references (id or external_id) → customer id, live customers only."""
+    """Customer references (id or external_id, as ``customers.resolve`` reads them) →
+    customer id, live customers only. One array parameter per query: thousands of refs in
+    an IN list cost more to plan than to run."""
     if not refs:
         return {}
+    ids = [r for r in refs if looks_like_id(r, "cus")]
+    externals = [r for r in refs if not looks_like_id(r, "cus")]
     found: dict[str, str] = {}
-    rows = session.execute(
-        select(Customer.id, Customer.external_id).where(
-            Customer.org_id == org_id,
-            Customer.deleted_at.is_(None),
-            (Customer.id.in_(refs)) | (Customer.external_id.in_(refs)),
-        )
-    ).all()
-    for cid, external in rows:
-        if cid in refs:
+    live = (Customer.org_id == org_id, Customer.deleted_at.is_(None))
+    if ids:
+        for (cid,) in session.execute(
+            select(Customer.id).where(*live, Customer.id == any_(_text_array(ids)))
+        ):
             found[cid] = cid
-        if external is not None and external in refs:
-            found[external] = cid
+    if externals:
+        for cid, external in session.execute(
+            select(Customer.id, Customer.external_id).where(
+                *live, Customer.external_id == any_(_text_array(externals))
+            )
+        ):
+            if external is not None:
+                found[external] = cid
     return found
+
+
+def _text_array(values: list[str]) -> Any:
+    return bindparam("refs", values, type_=ARRAY(String))
 
 
 def ingest(

@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import String, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from kassa.catalog.models import Meter
@@ -49,7 +50,7 @@ def windows(
         select(Subscription)
         .where(
             Subscription.org_id == org_id,
-            Subscription.customer_id.in_(ids),
+            Subscription.customer_id == any_(bindparam("ids", ids, type_=ARRAY(String))),
             Subscription.status.in_(LIVE),
         )
         .order_by(Subscription.id)

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import statistics
@@ -109,6 +110,7 @@ def main() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def run(base: str, data_dir: Path, args: argparse.Namespace) -> None:

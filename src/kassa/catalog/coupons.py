@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kassa.catalog import errors, schemas
@@ -15,6 +14,7 @@ from kassa.core.clock import Clock
 from kassa.core.context import Principal
 from kassa.core.ids import looks_like_id, new_id
 from kassa.core.pagination import paginate
+from kassa.db.unique import flush_unique
 
 
 def is_valid(coupon: Coupon, now: datetime) -> bool:
@@ -42,11 +42,9 @@ def create(session: Session, principal: Principal, data: schemas.CouponIn, clock
         metadata_=data.metadata or {}, created_at=clock.now(),
     )  # fmt: skip
     session.add(coupon)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        raise errors.DuplicateCode(detail=f"A coupon with code {data.code!r} exists.") from None
+    flush_unique(
+        session, lambda _: errors.DuplicateCode(detail=f"A coupon with code {data.code!r} exists.")
+    )
     return coupon
 
 

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kassa.catalog import errors, schemas
@@ -15,6 +14,7 @@ from kassa.core.clock import Clock
 from kassa.core.context import Principal
 from kassa.core.ids import looks_like_id, new_id
 from kassa.core.pagination import paginate
+from kassa.db.unique import flush_unique
 
 
 def to_schema(m: Meter) -> schemas.Meter:
@@ -37,11 +37,9 @@ def create(session: Session, principal: Principal, data: schemas.MeterIn, clock:
         created_at=clock.now(),
     )  # fmt: skip
     session.add(meter)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        raise errors.DuplicateCode(detail=f"A meter for {data.event_name!r} exists.") from None
+    flush_unique(
+        session, lambda _: errors.DuplicateCode(detail=f"A meter for {data.event_name!r} exists.")
+    )
     return meter
 
 

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kassa.catalog import errors, meters, schemas
@@ -17,6 +16,7 @@ from kassa.core.context import Principal
 from kassa.core.errors import field_error
 from kassa.core.ids import looks_like_id, new_id
 from kassa.core.pagination import paginate
+from kassa.db.unique import flush_unique
 from kassa.pricing import Charge, PlanPricing, PricingError, parse_charge
 
 PlanRow = tuple[Plan, PlanVersion]
@@ -85,11 +85,9 @@ def create(session: Session, principal: Principal, data: schemas.PlanIn, clock: 
         created_at=now,
     )  # fmt: skip
     session.add(plan)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        raise errors.DuplicateCode(detail=f"A plan with code {data.code!r} exists.") from None
+    flush_unique(
+        session, lambda _: errors.DuplicateCode(detail=f"A plan with code {data.code!r} exists.")
+    )
     version = PlanVersion(
         org_id=principal.org_id, plan_id=plan.id, version=1, name=data.name, amount=data.amount,
         pay_in_advance=data.pay_in_advance, trial_days=data.trial_days, charges=charges,

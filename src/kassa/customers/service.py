@@ -18,6 +18,7 @@ from kassa.customers import errors
 from kassa.customers.models import Customer
 from kassa.customers.schemas import Customer as CustomerOut
 from kassa.customers.schemas import CustomerIn, CustomerPatch, TaxInfo
+from kassa.db.unique import flush_unique
 from kassa.events import service as events
 from kassa.events.models import DomainEvent
 
@@ -66,13 +67,10 @@ def resolve_active(session: Session, org_id: str, ref: str, *, lock: bool = Fals
 
 
 def _flush_unique(session: Session) -> None:
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError as exc:
-        if "external_id" in str(exc.orig):
-            raise errors.ExternalIdTaken() from None
-        raise
+    def conflict(exc: IntegrityError) -> Exception:
+        return errors.ExternalIdTaken() if "external_id" in str(exc.orig) else exc
+
+    flush_unique(session, conflict)
 
 
 def _apply(customer: Customer, fields: dict[str, Any]) -> None:

@@ -20,7 +20,6 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kassa.catalog import meters as meter_service
@@ -32,6 +31,7 @@ from kassa.core.errors import Conflict, FieldError, KassaError, NotFound, field_
 from kassa.core.ids import looks_like_id, new_id
 from kassa.core.pagination import paginate
 from kassa.customers import service as customers
+from kassa.db.unique import flush_unique
 from kassa.events import service as events
 from kassa.metering import ingest as metering_ingest
 from kassa.metering import service as metering
@@ -143,11 +143,9 @@ def create_point(
         unit=data.unit, created_at=clock.now(),
     )  # fmt: skip
     session.add(point)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        raise MeterPointCodeTaken(detail=f"A meter point {data.code!r} exists.") from None
+    flush_unique(
+        session, lambda _: MeterPointCodeTaken(detail=f"A meter point {data.code!r} exists.")
+    )
     events.record(
         session, clock, principal.org_id, "meter_point.created", point_to_schema(point, meter)
     )

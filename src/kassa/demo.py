@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
+from kassa.catalog import coupons, meters, plans
+from kassa.catalog.schemas import ChargeIn, CouponIn, MeterIn, PlanIn
 from kassa.core.context import Principal, Role
+from kassa.customers import service as customers
+from kassa.customers.schemas import Address, CustomerIn, TaxInfo
 from kassa.db import rls
 from kassa.identity import members, service
 from kassa.identity.models import ApiKey, Membership
+from kassa.metering import ingest
 from kassa.orgs import service as orgs
 from kassa.runtime import Runtime
+from kassa.subscriptions import service as subscriptions
+from kassa.subscriptions.schemas import SubscriptionIn
 
 DEMO_EMAIL = "demo@kassa.dev"
 DEMO_PASSWORD = "kassa-demo-password"  # noqa: S105 - published demo login, test mode only
@@ -25,6 +34,132 @@ class DemoLogin:
     email: str
     password: str
     api_key: str
+
+
+def seed(session: Session, owner: Principal, rt: Runtime) -> None:
+    """Something to explore: a landlord's catalog, renters, subscriptions and usage."""
+    clock = rt.clock
+    now = clock.now()
+    meters.create(
+        session,
+        owner,
+        MeterIn(
+            event_name="kwh",
+            name="Electricity",
+            aggregation="sum",
+            value_property="kwh",
+            unit="kWh",
+        ),
+        clock,
+    )
+    meters.create(
+        session, owner, MeterIn(event_name="api_call", name="API calls", aggregation="count"), clock
+    )
+    energy = ChargeIn(
+        meter="kwh",
+        model="graduated",
+        properties={
+            "tiers": [{"up_to": 100, "unit_amount": "32"}, {"up_to": None, "unit_amount": "28"}]
+        },
+    )
+    for code, name, amount in (("room-s", "Small room", 60000), ("room-l", "Large room", 80000)):
+        plans.create(
+            session,
+            owner,
+            PlanIn(
+                code=code,
+                name=name,
+                currency="eur",
+                interval="month",
+                amount=amount,
+                charges=[energy],
+            ),
+            clock,
+        )
+    plans.create(
+        session,
+        owner,
+        PlanIn(
+            code="api-pro",
+            name="API Pro",
+            currency="eur",
+            interval="month",
+            amount=4900,
+            trial_days=14,
+            entitlements={"seats": 5, "sso": True},
+            charges=[
+                ChargeIn(
+                    meter="api_call",
+                    model="package",
+                    properties={"package_size": 1000, "package_amount": 200, "free_units": 10000},
+                )
+            ],
+        ),
+        clock,
+    )
+    coupons.create(
+        session,
+        owner,
+        CouponIn(code="WELCOME10", percent_off="10", duration="repeating", duration_in_periods=3),
+        clock,
+    )
+    renters = [
+        ("Anna Becker", "flat-1", "room-s"),
+        ("Jonas Weber", "flat-2", "room-l"),
+        ("Mia Schulz", "flat-3", "room-s"),
+    ]
+    start = (now - timedelta(days=20)).replace(hour=0, minute=0, second=0, microsecond=0)
+    for name, ref, plan in renters:
+        customers.create(
+            session,
+            owner,
+            CustomerIn(
+                name=name,
+                external_id=ref,
+                timezone="Europe/Berlin",
+                address=Address(country="DE", city="Berlin"),
+            ),
+            clock,
+        )
+        subscriptions.create(
+            session,
+            owner,
+            SubscriptionIn(
+                customer=ref,
+                plan=plan,
+                start_at=start,
+                coupon="WELCOME10" if ref == "flat-1" else None,
+            ),
+            clock,
+        )
+    customers.create(
+        session,
+        owner,
+        CustomerIn(name="Acme API GmbH", external_id="acme", tax=TaxInfo(kind="business")),
+        clock,
+    )
+    subscriptions.create(session, owner, SubscriptionIn(customer="acme", plan="api-pro"), clock)
+    events = [
+        {
+            "event_id": f"demo-kwh-{ref}-{day}",
+            "customer": ref,
+            "event_name": "kwh",
+            "timestamp": (start + timedelta(days=day, hours=18)).isoformat(),
+            "properties": {"kwh": 4 + (day * 7 + i * 3) % 9},
+        }
+        for i, (_, ref, _) in enumerate(renters)
+        for day in range(19)
+    ]
+    events += [
+        {
+            "event_id": f"demo-api-{n}",
+            "customer": "acme",
+            "event_name": "api_call",
+            "timestamp": (now - timedelta(minutes=n)).isoformat(),
+        }
+        for n in range(1, 400)
+    ]
+    ingest.ingest(session, owner.org_id, events, now, timedelta(minutes=5))
 
 
 def ensure_demo(rt: Runtime) -> DemoLogin:
@@ -43,11 +178,16 @@ def ensure_demo(rt: Runtime) -> DemoLogin:
             user = service.create_user(session, DEMO_EMAIL, DEMO_PASSWORD, "Demo Owner", now)
         if org_id is None:
             org = orgs.create_org(
-                session, name=DEMO_ORG, now=now, country="DE", currency="eur",
+                session,
+                name=DEMO_ORG,
+                now=now,
+                country="DE",
+                currency="eur",
                 timezone="Europe/Berlin",
-            )  # fmt: skip
+            )
             org_id = org.id
             service.add_membership(session, org_id, user.id, Role.OWNER, now)
+            seed(session, Principal(org_id=org_id, role=Role.OWNER, user_id=user.id), rt)
         rls.set_org(session, org_id)
         session.execute(
             update(ApiKey)

@@ -34,8 +34,9 @@ def clocked(client: TestClient, tenant: Tenant, at: str, **customer: Any) -> tup
 
 
 def advance(client: TestClient, tenant: Tenant, clock_id: str, to: str) -> dict[str, Any]:
-    response = client.post(f"/v1/test_clocks/{clock_id}/advance", json={"frozen_time": to},
-                           headers=tenant.headers)  # fmt: skip
+    response = client.post(
+        f"/v1/test_clocks/{clock_id}/advance", json={"frozen_time": to}, headers=tenant.headers
+    )
     assert response.status_code == 200, response.text
     return dict(response.json())
 
@@ -82,8 +83,11 @@ def test_cancel_at_period_end_through_a_test_clock(
     clock, cust = clocked(client, tenant, berlin(2026, 1, 31))
     sub = make_subscription(client, tenant, customer=cust)
     assert utc(sub["current_period_end"]) == datetime(2026, 2, 28, tzinfo=BERLIN)
-    canceling = client.post(f"/v1/subscriptions/{sub['id']}/cancel", json={"at_period_end": True},
-                            headers=tenant.headers).json()  # fmt: skip
+    canceling = client.post(
+        f"/v1/subscriptions/{sub['id']}/cancel",
+        json={"at_period_end": True},
+        headers=tenant.headers,
+    ).json()
     assert canceling["status"] == "active" and canceling["cancel_at_period_end"] is True
     advance(client, tenant, clock, berlin(2026, 2, 27, 23, 59))
     assert get(client, tenant, sub["id"])["status"] == "active"
@@ -119,9 +123,11 @@ def test_renter_moves_to_a_bigger_room_on_the_12th(client: TestClient, tenant: T
     make_plan(client, tenant, code="room-large", name="Large room", amount=80000)
     sub = make_subscription(client, tenant, customer=cust, plan=small["id"])
     advance(client, tenant, clock, berlin(2026, 4, 12))
-    changed = client.post(f"/v1/subscriptions/{sub['id']}/change",
-                          json={"plan": "room-large", "effective": "now"},
-                          headers=tenant.headers)  # fmt: skip
+    changed = client.post(
+        f"/v1/subscriptions/{sub['id']}/change",
+        json={"plan": "room-large", "effective": "now"},
+        headers=tenant.headers,
+    )
     assert changed.status_code == 200 and changed.json()["plan_code"] == "room-large"
     invoice = client.get(
         f"/v1/subscriptions/{sub['id']}/upcoming_invoice", headers=tenant.headers
@@ -129,8 +135,10 @@ def test_renter_moves_to_a_bigger_room_on_the_12th(client: TestClient, tenant: T
     # April has 30 days; 19 of them (12th → 1 May) remain:
     #   credit −60000 × 19/30 = −38000, charge 80000 × 19/30 = 50666.67 → 50667
     assert [(line["kind"], line["amount"]) for line in invoice["lines"]] == [
-        ("fixed", 80000), ("proration", -38000), ("proration", 50667),
-    ]  # fmt: skip
+        ("fixed", 80000),
+        ("proration", -38000),
+        ("proration", 50667),
+    ]
     assert invoice["subtotal"] == invoice["total"] == 92667
     assert utc(invoice["lines"][0]["period_start"]) == datetime(2026, 5, 1, tzinfo=BERLIN)
 
@@ -140,15 +148,19 @@ def test_quantity_change_now_prorates_by_seconds(client: TestClient, tenant: Ten
     seats = make_plan(client, tenant, amount=1000)
     sub = make_subscription(client, tenant, customer=cust, plan=seats["id"], quantity=2)
     advance(client, tenant, clock, berlin(2026, 4, 16, 12))
-    client.post(f"/v1/subscriptions/{sub['id']}/change", json={"quantity": 5},
-                headers=tenant.headers)  # fmt: skip
-    lines = client.get(f"/v1/subscriptions/{sub['id']}/upcoming_invoice",
-                       headers=tenant.headers).json()["lines"]  # fmt: skip
+    client.post(
+        f"/v1/subscriptions/{sub['id']}/change", json={"quantity": 5}, headers=tenant.headers
+    )
+    lines = client.get(
+        f"/v1/subscriptions/{sub['id']}/upcoming_invoice", headers=tenant.headers
+    ).json()["lines"]
     # 14.5 of 30 days remain: credit −2000 × 14.5/30 = −966.67 → −967;
     # charge 5000 × 14.5/30 = 2416.67 → 2417
     assert [(line["kind"], line["amount"]) for line in lines] == [
-        ("fixed", 5000), ("proration", -967), ("proration", 2417),
-    ]  # fmt: skip
+        ("fixed", 5000),
+        ("proration", -967),
+        ("proration", 2417),
+    ]
 
 
 def test_change_at_period_end_waits_for_the_rollover(client: TestClient, tenant: Tenant) -> None:
@@ -156,9 +168,11 @@ def test_change_at_period_end_waits_for_the_rollover(client: TestClient, tenant:
     basic = make_plan(client, tenant, amount=1000)
     pro = make_plan(client, tenant, amount=3000)
     sub = make_subscription(client, tenant, customer=cust, plan=basic["id"])
-    pending = client.post(f"/v1/subscriptions/{sub['id']}/change",
-                          json={"plan": pro["code"], "effective": "period_end"},
-                          headers=tenant.headers).json()  # fmt: skip
+    pending = client.post(
+        f"/v1/subscriptions/{sub['id']}/change",
+        json={"plan": pro["code"], "effective": "period_end"},
+        headers=tenant.headers,
+    ).json()
     assert pending["plan"] == basic["id"] and pending["pending_change"]["plan"] == pro["id"]
     upcoming = client.get(f"/v1/subscriptions/{sub['id']}/upcoming_invoice", headers=tenant.headers)
     assert upcoming.json()["total"] == 3000  # the next period, in advance, on the new plan
@@ -179,8 +193,12 @@ def test_scheduled_start_pause_and_resume(client: TestClient, tenant: Tenant) ->
     assert get(client, tenant, sub["id"])["status"] == "active"
     paused = client.post(f"/v1/subscriptions/{sub['id']}/pause", headers=tenant.headers).json()
     assert paused["status"] == "paused"
-    assert client.get(f"/v1/subscriptions/{sub['id']}/upcoming_invoice",
-                      headers=tenant.headers).json()["total"] == 0  # fmt: skip
+    assert (
+        client.get(
+            f"/v1/subscriptions/{sub['id']}/upcoming_invoice", headers=tenant.headers
+        ).json()["total"]
+        == 0
+    )
     resumed = client.post(f"/v1/subscriptions/{sub['id']}/resume", headers=tenant.headers)
     assert resumed.json()["status"] == "active"
 
@@ -205,8 +223,12 @@ def test_coupon_and_tax_in_the_upcoming_invoice(client: TestClient, tenant: Tena
     ]
     assert invoice["total"] == 10710
 
-    business = make_customer(client, tenant, address={"country": "FR"},
-                             tax={"kind": "business", "tax_id": "FR40303265045"})  # fmt: skip
+    business = make_customer(
+        client,
+        tenant,
+        address={"country": "FR"},
+        tax={"kind": "business", "tax_id": "FR40303265045"},
+    )
     rc = make_subscription(client, tenant, customer=business["id"], plan=plan["id"])
     rc_invoice = client.get(
         f"/v1/subscriptions/{rc['id']}/upcoming_invoice", headers=tenant.headers
@@ -222,8 +244,12 @@ def test_coupon_and_tax_in_the_upcoming_invoice(client: TestClient, tenant: Tena
 
 
 def test_amount_off_coupon_never_exceeds_the_invoice(client: TestClient, tenant: Tenant) -> None:
-    create(client, tenant, "/v1/coupons",
-           {"code": "BIG", "amount_off": 50000, "currency": "eur", "duration": "once"})  # fmt: skip
+    create(
+        client,
+        tenant,
+        "/v1/coupons",
+        {"code": "BIG", "amount_off": 50000, "currency": "eur", "duration": "once"},
+    )
     sub = make_subscription(
         client, tenant, plan=make_plan(client, tenant, amount=900)["id"], coupon="BIG"
     )
@@ -235,9 +261,11 @@ def test_amount_off_coupon_never_exceeds_the_invoice(client: TestClient, tenant:
 
 def test_test_clocks_need_test_mode_and_move_forward(client: TestClient, tenant: Tenant) -> None:
     clock = create(client, tenant, "/v1/test_clocks", {"frozen_time": berlin(2026, 1, 1)})
-    back = client.post(f"/v1/test_clocks/{clock['id']}/advance",
-                       json={"frozen_time": berlin(2025, 1, 1)},
-                       headers=tenant.headers)  # fmt: skip
+    back = client.post(
+        f"/v1/test_clocks/{clock['id']}/advance",
+        json={"frozen_time": berlin(2025, 1, 1)},
+        headers=tenant.headers,
+    )
     assert back.status_code == 422 and back.json()["errors"][0]["field"] == "frozen_time"
     client.patch("/v1/org", json={"mode": "live"}, headers=tenant.headers)
     live = client.post(
@@ -251,8 +279,11 @@ def test_a_customer_of_another_org_cannot_be_subscribed(
 ) -> None:
     theirs = make_customer(client, other_tenant)
     plan = make_plan(client, tenant)
-    response = client.post("/v1/subscriptions", json={"customer": theirs["id"], "plan": plan["id"]},
-                           headers=tenant.headers)  # fmt: skip
+    response = client.post(
+        "/v1/subscriptions",
+        json={"customer": theirs["id"], "plan": plan["id"]},
+        headers=tenant.headers,
+    )
     assert response.status_code == 404
     assert client.get("/v1/subscriptions", headers=other_tenant.headers).json()["data"] == []
 
@@ -261,17 +292,20 @@ def test_billing_anchor_makes_a_prorated_first_period(client: TestClient, tenant
     # moves in on 12 April, pays rent on the 1st: the stub 12–30 April is 19/30 of a month
     clock, cust = clocked(client, tenant, berlin(2026, 4, 12))
     plan = make_plan(client, tenant, amount=60000, pay_in_advance=False)
-    sub = make_subscription(client, tenant, customer=cust, plan=plan["id"],
-                            billing_anchor=berlin(2026, 5, 1))  # fmt: skip
+    sub = make_subscription(
+        client, tenant, customer=cust, plan=plan["id"], billing_anchor=berlin(2026, 5, 1)
+    )
     assert utc(sub["current_period_end"]) == datetime(2026, 5, 1, tzinfo=BERLIN)
-    invoice = client.get(f"/v1/subscriptions/{sub['id']}/upcoming_invoice",
-                         headers=tenant.headers).json()  # fmt: skip
+    invoice = client.get(
+        f"/v1/subscriptions/{sub['id']}/upcoming_invoice", headers=tenant.headers
+    ).json()
     assert [(line["kind"], line["amount"]) for line in invoice["lines"]] == [("fixed", 38000)]
     advance(client, tenant, clock, berlin(2026, 5, 2))
     rolled = get(client, tenant, sub["id"])
     assert utc(rolled["current_period_end"]) == datetime(2026, 6, 1, tzinfo=BERLIN)
-    full = client.get(f"/v1/subscriptions/{sub['id']}/upcoming_invoice",
-                      headers=tenant.headers).json()  # fmt: skip
+    full = client.get(
+        f"/v1/subscriptions/{sub['id']}/upcoming_invoice", headers=tenant.headers
+    ).json()
     assert full["total"] == 60000  # arrears: May's full rent, at 1 June
     too_far = client.post(
         "/v1/subscriptions",
@@ -282,14 +316,29 @@ def test_billing_anchor_makes_a_prorated_first_period(client: TestClient, tenant
 
 
 def test_usage_charges_show_on_the_upcoming_invoice(client: TestClient, tenant: Tenant) -> None:
-    create(client, tenant, "/v1/meters", {"event_name": "calls", "name": "API calls",
-                                          "aggregation": "count"})  # fmt: skip
-    plan = make_plan(client, tenant, amount=0, charges=[
-        {"meter": "calls", "model": "per_unit", "properties": {"unit_amount": "0.5"},
-         "min_amount": 500}])  # fmt: skip
+    create(
+        client,
+        tenant,
+        "/v1/meters",
+        {"event_name": "calls", "name": "API calls", "aggregation": "count"},
+    )
+    plan = make_plan(
+        client,
+        tenant,
+        amount=0,
+        charges=[
+            {
+                "meter": "calls",
+                "model": "per_unit",
+                "properties": {"unit_amount": "0.5"},
+                "min_amount": 500,
+            }
+        ],
+    )
     sub = make_subscription(client, tenant, plan=plan["id"])
-    lines = client.get(f"/v1/subscriptions/{sub['id']}/upcoming_invoice",
-                       headers=tenant.headers).json()["lines"]  # fmt: skip
+    lines = client.get(
+        f"/v1/subscriptions/{sub['id']}/upcoming_invoice", headers=tenant.headers
+    ).json()["lines"]
     # no usage yet (metering is the next issue): the charge shows at its minimum
     assert [(x["kind"], x["description"], x["amount"]) for x in lines] == [
         ("usage", "API calls", 500)
@@ -313,3 +362,22 @@ def test_real_time_subscriptions_advance_in_the_periodic_job(
     assert utc(rolled["current_period_start"]) == utc(sub["current_period_end"])
     engine.advance_due(rt.db, later)  # running again changes nothing already done
     assert get(client, tenant, sub["id"]) == rolled
+
+
+def test_canceling_during_the_trial_ends_it_with_the_trial(
+    client: TestClient, tenant: Tenant
+) -> None:
+    clock, cust = clocked(client, tenant, berlin(2026, 1, 1))
+    plan = make_plan(client, tenant, amount=1000, trial_days=14)
+    sub = make_subscription(client, tenant, customer=cust, plan=plan["id"])
+    client.post(
+        f"/v1/subscriptions/{sub['id']}/cancel",
+        json={"at_period_end": True},
+        headers=tenant.headers,
+    )
+    preview = client.get(f"/v1/subscriptions/{sub['id']}/upcoming_invoice", headers=tenant.headers)
+    assert preview.status_code == 409
+    advance(client, tenant, clock, berlin(2026, 2, 1))
+    ended = get(client, tenant, sub["id"])
+    assert ended["status"] == "canceled"
+    assert utc(ended["ended_at"]) == datetime(2026, 1, 15, tzinfo=BERLIN)

@@ -60,6 +60,10 @@ def step(session: Session, sub: Subscription, clock: Clock) -> datetime:
     elif sub.status == "trialing" and not sub.trial_will_end_sent:
         sub.trial_will_end_sent = True
         _emit(session, clock, sub, "subscription.trial_will_end", at)
+    elif sub.status == "trialing" and sub.cancel_at_period_end:
+        sub.status = "canceled"  # canceled during the trial: it ends with the trial, unbilled
+        sub.ended_at = sub.trial_end
+        _emit(session, clock, sub, "subscription.canceled", at)
     elif sub.status == "trialing":
         plan, _ = support.plan_of(session, sub)
         sub.status = "active"

@@ -73,6 +73,8 @@ def upcoming(
     sub = service.current(session, principal.org_id, sub_id, clock)
     if sub.status == "canceled":
         raise InvalidTransition(detail="A canceled subscription has no upcoming invoice.")
+    if sub.status == "trialing" and sub.cancel_at_period_end:
+        raise InvalidTransition(detail="The subscription ends with its trial, unbilled.")
     customer = support.customer_of(session, sub)
     tz = support.timezone_of(session, customer)
     plan, version = support.plan_of(session, sub)

@@ -14,14 +14,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import String, any_, bindparam, select
+from sqlalchemy import String, any_, bindparam, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from kassa.catalog.models import Meter
-from kassa.core.clock import Clock, FrozenClock
+from kassa.catalog.models import Meter, PlanVersion
+from kassa.clocks.models import TestClock
+from kassa.core.clock import Clock
 from kassa.core.ids import new_id
-from kassa.customers import service as customers
+from kassa.customers.models import Customer
 from kassa.pricing import parse_charge, rate_charge
 from kassa.subscriptions import rules as periods
 from kassa.subscriptions import support
@@ -59,15 +60,40 @@ def windows(
         m.id: timedelta(seconds=m.lateness_seconds)
         for m in session.scalars(select(Meter).where(Meter.org_id == org_id))
     }
+    # one query each for the plan versions and the test clocks involved (a hot path: a
+    # batch may name thousands of subscribed customers)
+    pairs = {(sub.plan_id, sub.plan_version) for sub in subs}
+    versions = (
+        {
+            (v.plan_id, v.version): v
+            for v in session.scalars(
+                select(PlanVersion).where(
+                    PlanVersion.org_id == org_id,
+                    tuple_(PlanVersion.plan_id, PlanVersion.version).in_(pairs),
+                )
+            )
+        }
+        if pairs
+        else {}
+    )
+    clock_times: dict[str, datetime] = {
+        cid: frozen
+        for cid, frozen in session.execute(
+            select(Customer.id, TestClock.frozen_time)
+            .join(
+                TestClock,
+                (TestClock.org_id == Customer.org_id) & (TestClock.id == Customer.test_clock_id),
+            )
+            .where(
+                Customer.org_id == org_id,
+                Customer.id == any_(bindparam("cids", ids, type_=ARRAY(String))),
+            )
+        )
+    }
     found: dict[tuple[str, str], Window] = {}
     for sub in subs:
-        _, version = support.plan_of(session, sub)
-        customer = support.customer_of(session, sub)
-        sub_now = (
-            customers.now_for(session, customer, FrozenClock(now))
-            if customer.test_clock_id
-            else now
-        )
+        version = versions[(sub.plan_id, sub.plan_version)]
+        sub_now = clock_times.get(sub.customer_id, now)
         for charge in version.charges:
             meter_id = charge["meter"]
             late = lateness.get(meter_id, timedelta(0))

@@ -12,11 +12,17 @@ from tests.conftest import Tenant, make_customer, make_subscription
 
 def test_create_and_address_by_id_or_external_id(client: TestClient, tenant: Tenant) -> None:
     created = make_customer(
-        client, tenant, name="Ann Renter", email="ann@example.com", external_id="flat-12",
-        timezone="Europe/Berlin", currency="eur",
+        client,
+        tenant,
+        name="Ann Renter",
+        email="ann@example.com",
+        external_id="flat-12",
+        timezone="Europe/Berlin",
+        currency="eur",
         address={"line1": "Hauptstr. 1", "city": "Berlin", "postal_code": "10115", "country": "de"},
-        tax={"kind": "individual"}, metadata={"unit": "12"},
-    )  # fmt: skip
+        tax={"kind": "individual"},
+        metadata={"unit": "12"},
+    )
     assert created["id"].startswith("cus_") and created["address"]["country"] == "DE"
     by_external = client.get("/v1/customers/flat-12", headers=tenant.headers).json()
     assert by_external == created
@@ -29,10 +35,16 @@ def test_create_and_address_by_id_or_external_id(client: TestClient, tenant: Ten
 def test_validation_names_each_field(client: TestClient, tenant: Tenant) -> None:
     response = client.post(
         "/v1/customers",
-        json={"email": "nope", "currency": "eu", "timezone": "Nowhere/City",
-              "address": {"country": "ZZ"}, "tax": {"kind": "robot"}, "colour": "red"},
+        json={
+            "email": "nope",
+            "currency": "eu",
+            "timezone": "Nowhere/City",
+            "address": {"country": "ZZ"},
+            "tax": {"kind": "robot"},
+            "colour": "red",
+        },
         headers=tenant.headers,
-    )  # fmt: skip
+    )
     assert response.status_code == 422
     fields = {e["field"] for e in response.json()["errors"]}
     assert fields == {"email", "currency", "timezone", "address.country", "tax.kind", "colour"}
@@ -90,10 +102,15 @@ def test_export_holds_everything_and_anonymize_is_irreversible(
     client: TestClient, tenant: Tenant
 ) -> None:
     customer = make_customer(
-        client, tenant, name="Jane Doe", email="jane@example.com", phone="+49 170 1234567",
-        external_id="jane", address={"line1": "Street 1", "country": "DE"},
+        client,
+        tenant,
+        name="Jane Doe",
+        email="jane@example.com",
+        phone="+49 170 1234567",
+        external_id="jane",
+        address={"line1": "Street 1", "country": "DE"},
         tax={"tax_id": "DE123456789", "kind": "business"},
-    )  # fmt: skip
+    )
     sub = make_subscription(client, tenant, customer=customer["id"])
     export = client.get(f"/v1/customers/{customer['id']}/export", headers=tenant.headers).json()
     assert export["customer"]["email"] == "jane@example.com"
@@ -123,3 +140,27 @@ def test_viewers_read_but_do_not_write(client: TestClient, tenant: Tenant) -> No
     denied = client.post("/v1/customers", json={"name": "x"}, headers=viewer.headers)
     assert denied.status_code == 403
     assert len(client.get("/v1/customers", headers=tenant.headers).json()["data"]) == 1
+
+
+def test_tax_ids_must_fit_the_country_and_are_kept_normalized(
+    client: TestClient, tenant: Tenant
+) -> None:
+    bad = client.post(
+        "/v1/customers",
+        json={"name": "X", "address": {"country": "FR"}, "tax": {"tax_id": "FR123"}},
+        headers=tenant.headers,
+    )
+    assert bad.status_code == 422
+    assert bad.json()["code"] == "invalid_tax_id"
+    assert bad.json()["errors"][0]["field"] == "tax.tax_id"
+    good = make_customer(
+        client,
+        tenant,
+        address={"country": "FR"},
+        tax={"kind": "business", "tax_id": "fr 40 303 265 045"},
+    )
+    assert good["tax"]["tax_id"] == "FR40303265045"
+    moved = client.patch(
+        f"/v1/customers/{good['id']}", json={"address": {"country": "DE"}}, headers=tenant.headers
+    )
+    assert moved.status_code == 422 and moved.json()["errors"][0]["field"] == "tax.tax_id"

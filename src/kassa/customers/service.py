@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from kassa.core.clock import Clock
 from kassa.core.context import Principal
+from kassa.core.errors import field_error
 from kassa.core.ids import looks_like_id, new_id
 from kassa.core.pagination import paginate
 from kassa.customers import errors
@@ -21,6 +22,7 @@ from kassa.customers.schemas import CustomerIn, CustomerPatch, TaxInfo
 from kassa.db.unique import flush_unique
 from kassa.events import service as events
 from kassa.events.models import DomainEvent
+from kassa.tax import rules as tax_rules
 
 RESTORE_WINDOW = timedelta(days=30)
 ANONYMIZED = "anonymized"
@@ -88,6 +90,19 @@ def _apply(customer: Customer, fields: dict[str, Any]) -> None:
             setattr(customer, name, value)
 
 
+def _check_tax_id(customer: Customer) -> None:
+    """A tax id must fit its country's format (no registry lookup); it is kept normalized."""
+    country = (customer.address or {}).get("country")
+    if not customer.tax_id or not country or not tax_rules.knows_tax_id_format(country):
+        return
+    normalized = tax_rules.validate_tax_id(country, customer.tax_id)
+    if normalized is None:
+        raise field_error(
+            "tax.tax_id", f"is not a well-formed tax id for {country}", code="invalid_tax_id"
+        )
+    customer.tax_id = normalized
+
+
 def create(session: Session, principal: Principal, data: CustomerIn, clock: Clock) -> Customer:
     from kassa.clocks import service as clocks
 
@@ -106,6 +121,7 @@ def create(session: Session, principal: Principal, data: CustomerIn, clock: Cloc
         tax_kind="individual",
     )
     _apply(customer, data.model_dump(exclude={"test_clock"}, exclude_none=True))
+    _check_tax_id(customer)
     session.add(customer)
     _flush_unique(session)
     events.record(session, clock, principal.org_id, "customer.created", to_schema(customer))
@@ -119,6 +135,7 @@ def update_customer(
     if customer.anonymized_at is not None:
         raise errors.CustomerAnonymized()
     _apply(customer, patch.model_dump(exclude_unset=True))
+    _check_tax_id(customer)
     customer.updated_at = clock.now()
     _flush_unique(session)
     events.record(session, clock, principal.org_id, "customer.updated", to_schema(customer))

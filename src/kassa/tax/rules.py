@@ -159,6 +159,12 @@ def determine(
     return TaxDecision(STANDARD, rules.rate_on(buyer, on), buyer, None)
 
 
+def knows_tax_id_format(country: str) -> bool:
+    """Whether some ruleset defines the tax-id format of ``country``."""
+    code = _country(country)
+    return code is not None and code in _tax_id_formats()
+
+
 def validate_tax_id(country: str, tax_id: str) -> str | None:
     """The normalized tax id if its format fits ``country``, else None (no registry lookup).
 

@@ -19,17 +19,12 @@ from sqlalchemy.orm import Session
 from kassa.core.clock import Clock
 from kassa.customers.models import Customer
 from kassa.db.engine import Database
-from kassa.events import service as events
 from kassa.orgs.models import Organization
 from kassa.subscriptions import support
 from kassa.subscriptions.models import Subscription
 
 log = structlog.get_logger("kassa.subscriptions")
 MAX_STEPS = 100_000  # a runaway guard, far above any real catch-up
-
-
-def _emit(session: Session, clock: Clock, sub: Subscription, type_: str, at: datetime) -> None:
-    events.record(session, clock, sub.org_id, type_, support.to_schema(session, sub), at)
 
 
 def _roll(session: Session, sub: Subscription, tz: str) -> None:
@@ -56,14 +51,14 @@ def step(session: Session, sub: Subscription, clock: Clock) -> datetime:
     tz = support.timezone_of(session, customer)
     if sub.status == "scheduled":
         sub.status = "trialing" if sub.trial_end is not None else "active"
-        _emit(session, clock, sub, "subscription.updated", at)
+        support.emit(session, clock, sub, "subscription.updated", at)
     elif sub.status == "trialing" and not sub.trial_will_end_sent:
         sub.trial_will_end_sent = True
-        _emit(session, clock, sub, "subscription.trial_will_end", at)
+        support.emit(session, clock, sub, "subscription.trial_will_end", at)
     elif sub.status == "trialing" and sub.cancel_at_period_end:
         sub.status = "canceled"  # canceled during the trial: it ends with the trial, unbilled
         sub.ended_at = sub.trial_end
-        _emit(session, clock, sub, "subscription.canceled", at)
+        support.emit(session, clock, sub, "subscription.canceled", at)
     elif sub.status == "trialing":
         plan, _ = support.plan_of(session, sub)
         sub.status = "active"
@@ -71,14 +66,14 @@ def step(session: Session, sub: Subscription, clock: Clock) -> datetime:
         sub.current_period_start, sub.current_period_end = support.first_period(
             sub.trial_end, sub.billing_anchor, support.interval_of(plan), tz
         )
-        _emit(session, clock, sub, "subscription.updated", at)
+        support.emit(session, clock, sub, "subscription.updated", at)
     elif sub.cancel_at_period_end:
         sub.status = "canceled"
         sub.ended_at = sub.current_period_end
-        _emit(session, clock, sub, "subscription.canceled", at)
+        support.emit(session, clock, sub, "subscription.canceled", at)
     else:
         _roll(session, sub, tz)
-        _emit(session, clock, sub, "subscription.updated", at)
+        support.emit(session, clock, sub, "subscription.updated", at)
     sub.next_action_at = support.next_action(sub)
     sub.updated_at = clock.now()
     session.flush()

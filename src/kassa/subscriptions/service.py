@@ -18,7 +18,6 @@ from kassa.core.ids import new_id
 from kassa.core.money import round_minor
 from kassa.core.pagination import paginate
 from kassa.customers import service as customers
-from kassa.events import service as events
 from kassa.subscriptions import engine, rules, support
 from kassa.subscriptions.models import Adjustment, Subscription
 from kassa.subscriptions.schemas import ChangeIn, SubscriptionIn, SubscriptionPatch
@@ -35,10 +34,6 @@ def current(session: Session, org_id: str, sub_id: str, clock: Clock) -> Subscri
     sub = load(session, org_id, sub_id, lock=True)
     engine.advance(session, sub, _now(session, sub, clock), clock)
     return sub
-
-
-def _emit(session: Session, clock: Clock, sub: Subscription, type_: str, at: datetime) -> None:
-    events.record(session, clock, sub.org_id, type_, to_schema(session, sub), at)
 
 
 def create(
@@ -88,7 +83,7 @@ def create(
     sub.next_action_at = support.next_action(sub)
     session.add(sub)
     session.flush()
-    _emit(session, clock, sub, "subscription.created", start)
+    support.emit(session, clock, sub, "subscription.created", start)
     engine.advance(session, sub, now, clock)  # a back-dated start catches up at once
     return sub
 
@@ -201,7 +196,7 @@ def change(
         sub.pending_plan_id = sub.pending_plan_version = sub.pending_quantity = None
     sub.updated_at = clock.now()
     session.flush()
-    _emit(session, clock, sub, "subscription.updated", _now(session, sub, clock))
+    support.emit(session, clock, sub, "subscription.updated", _now(session, sub, clock))
     return sub
 
 
@@ -218,7 +213,7 @@ def cancel(
         sub.cancel_at_period_end = True
         sub.updated_at = clock.now()
         session.flush()
-        _emit(session, clock, sub, "subscription.updated", now)
+        support.emit(session, clock, sub, "subscription.updated", now)
         return sub
     if prorate and sub.status in ("active", "past_due", "suspended"):
         plan, version = support.plan_of(session, sub)
@@ -236,7 +231,7 @@ def cancel(
     sub.next_action_at = None
     sub.updated_at = clock.now()
     session.flush()
-    _emit(session, clock, sub, "subscription.canceled", now)
+    support.emit(session, clock, sub, "subscription.canceled", now)
     return sub
 
 
@@ -249,7 +244,7 @@ def pause(session: Session, principal: Principal, sub_id: str, clock: Clock) -> 
     sub.paused_at = _now(session, sub, clock)
     sub.updated_at = clock.now()
     session.flush()
-    _emit(session, clock, sub, "subscription.updated", sub.paused_at)
+    support.emit(session, clock, sub, "subscription.updated", sub.paused_at)
     return sub
 
 
@@ -264,7 +259,7 @@ def resume(session: Session, principal: Principal, sub_id: str, clock: Clock) ->
     sub.next_action_at = support.next_action(sub)
     sub.updated_at = clock.now()
     session.flush()
-    _emit(session, clock, sub, "subscription.updated", now)
+    support.emit(session, clock, sub, "subscription.updated", now)
     return sub
 
 
@@ -278,7 +273,7 @@ def patch(
         sub.entitlement_overrides = data.entitlement_overrides
     sub.updated_at = clock.now()
     session.flush()
-    _emit(session, clock, sub, "subscription.updated", _now(session, sub, clock))
+    support.emit(session, clock, sub, "subscription.updated", _now(session, sub, clock))
     return sub
 
 
@@ -313,7 +308,7 @@ def migrate_plan_version(
             sub.plan_version = to_version
         sub.updated_at = clock.now()
         session.flush()
-        _emit(session, clock, sub, "subscription.updated", _now(session, sub, clock))
+        support.emit(session, clock, sub, "subscription.updated", _now(session, sub, clock))
     return len(ids)
 
 

@@ -10,9 +10,11 @@ from sqlalchemy.orm import Session
 
 from kassa.catalog import plans
 from kassa.catalog.models import Plan, PlanVersion
+from kassa.core.clock import Clock
 from kassa.core.errors import Conflict, NotFound
 from kassa.core.ids import looks_like_id
 from kassa.customers.models import Customer
+from kassa.events import service as events
 from kassa.orgs import service as orgs
 from kassa.subscriptions import rules
 from kassa.subscriptions.models import Subscription
@@ -135,3 +137,8 @@ def to_schema(session: Session, sub: Subscription) -> SubscriptionOut:
         pending_change=pending, metadata=sub.metadata_,
         entitlement_overrides=sub.entitlement_overrides, created_at=sub.created_at,
     )  # fmt: skip
+
+
+def emit(session: Session, clock: Clock, sub: Subscription, type_: str, at: datetime) -> None:
+    """Record ``type_`` with the subscription's snapshot, at business time ``at``."""
+    events.record(session, clock, sub.org_id, type_, to_schema(session, sub), at)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import secrets
 import signal
 import time
@@ -102,6 +103,7 @@ def serve(
             soft_wrap=True,
         )
     app = create_app(rt, run_worker=worker)
+    _settle_garbage_collector()
     # uvicorn re-raises the SIGINT/SIGTERM it shut down for once it is done, which would kill
     # the process before atexit stops the embedded PostgreSQL; absorb it and exit normally.
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -117,6 +119,14 @@ def serve(
     rt.close()
 
 
+def _settle_garbage_collector() -> None:
+    """Everything imported and built at startup lives as long as the process: freeze it out
+    of the collector's sight, so a full collection (which a 10 000-event batch triggers
+    several times) walks only request garbage, not the whole application (50-100 ms each)."""
+    gc.collect()
+    gc.freeze()
+
+
 @cli.command("worker")
 def run_worker(
     concurrency: Annotated[int | None, typer.Option(help="Jobs run at once.")] = None,
@@ -127,6 +137,7 @@ def run_worker(
 
     rt = _boot(migrate=True)
     job_app = build_job_app(rt)
+    _settle_garbage_collector()
     options = worker_options(rt, name="kassa-worker", install_signal_handlers=True)
     if concurrency:
         options["concurrency"] = concurrency

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kassa.core import ids as ids_module
 from kassa.core.errors import ValidationFailed
-from kassa.core.ids import PREFIXES, looks_like_id, new_id
+from kassa.core.ids import PREFIXES, looks_like_id, new_id, new_ids
 from kassa.core.logging import REDACTED, redact, scrub_text
 from kassa.core.pagination import decode_cursor, encode_cursor
 from kassa.orgs import rules as org_rules
@@ -27,6 +28,20 @@ def test_ids_are_prefixed_and_time_sortable() -> None:
     assert burst == sorted(burst)
     with pytest.raises(ValueError, match="unknown id prefix"):
         new_id("nope")
+
+
+@given(st.integers(min_value=0, max_value=2**127), st.integers(min_value=1, max_value=3000))
+def test_bulk_ids_encode_exactly_like_single_ones(start: int, count: int) -> None:
+    """new_ids' incremental tail encoding equals the full encoding, across 2^20 carries."""
+    saved = ids_module._next
+    ids_module._next = lambda n: start  # type: ignore[assignment]
+    try:
+        bulk = new_ids("evt", count)
+    finally:
+        ids_module._next = saved
+    assert bulk == [f"evt_{ids_module._encode(start + i)}" for i in range(count)]
+    fresh = new_ids("evt", 100)
+    assert fresh == sorted(set(fresh)) and all(looks_like_id(i, "evt") for i in fresh)
 
 
 @given(st.sampled_from(sorted(PREFIXES)))

@@ -2,8 +2,8 @@
 
 The body is a ULID (48 bits of millisecond time, then 80 random bits, Crockford base32).
 Within one process ids strictly increase (monotonic ULIDs), so "newest first" is exact for
-what one process made; across processes the order is exact to the millisecond. Encoding
-uses the C base32 codec: ingestion makes 10 000 ids per request.
+what one process made; across processes the order is exact to the millisecond. Ingestion
+makes 10 000 ids per request, so ``new_ids`` encodes a batch incrementally.
 """
 
 from __future__ import annotations
@@ -57,12 +57,28 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{_encode(_next(1))}"
 
 
+_DIGITS = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [a + b for a in _DIGITS for b in _DIGITS]  # 10 bits → 2 characters
+
+
 def new_ids(prefix: str, count: int) -> list[str]:
-    """``count`` fresh ids, strictly increasing."""
+    """``count`` fresh ids, strictly increasing. Consecutive values share all but their last
+    20 bits (4 characters) almost always: the head is encoded once per 2^20 values and the
+    tail comes from a table, so 10 000 ids cost about as much as 200 single ones."""
     if prefix not in PREFIXES:
         raise ValueError(f"unknown id prefix {prefix!r}")
     start = _next(count)
-    return [f"{prefix}_{_encode(start + i)}" for i in range(count)]
+    out: list[str] = []
+    append = out.append
+    high = -1
+    head = ""
+    for value in range(start, start + count):
+        if value >> 20 != high:
+            high = value >> 20
+            head = f"{prefix}_{_encode(value)[:22]}"
+        low = value & 0xFFFFF
+        append(head + _PAIRS[low >> 10] + _PAIRS[low & 0x3FF])
+    return out
 
 
 def looks_like_id(value: str, prefix: str) -> bool:

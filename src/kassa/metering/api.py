@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from kassa.catalog import meters as meter_service
 from kassa.catalog.errors import MeterNotFound
+from kassa.core import jsoncodec
 from kassa.core.context import Principal
 from kassa.core.errors import FieldError, ValidationFailed, field_error
 from kassa.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
@@ -60,7 +60,7 @@ def _summary(result: ingest.IngestResult) -> IngestSummary:
 
 def _json_body(body: bytes) -> Any:
     try:
-        return json.loads(body, parse_float=Decimal)
+        return jsoncodec.decode_exact(body)
     except (ValueError, RecursionError):
         raise field_error("body", "must be a UTF-8 encoded JSON document") from None
 
@@ -213,7 +213,7 @@ def _csv_event(row: list[str], meters: dict[str, Any]) -> Any:
     properties: Any = {}
     if len(row) == 6 and row[5].strip():
         try:
-            properties = json.loads(row[5], parse_float=Decimal)
+            properties = jsoncodec.decode_exact(row[5])
         except ValueError:
             return "properties_json: is not valid JSON"
     meter = meters.get(event_name)

@@ -5,7 +5,6 @@ accepted, the events and their rollups were committed together."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,6 +15,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from kassa.catalog.models import Meter
+from kassa.core import jsoncodec
 from kassa.core.clock import Clock, FrozenClock
 from kassa.core.ids import looks_like_id, new_ids
 from kassa.customers.models import Customer
@@ -94,11 +94,10 @@ class IngestResult:
 
 
 def _json(properties: object) -> str:
-    """Properties as JSON text; Decimals become JSON numbers (stored as double precision:
-    the meter's own value is kept exact in its column)."""
+    """Properties as JSON text; Decimals stay exact JSON numbers (jsonb keeps them)."""
     if not properties:
         return "{}"
-    return json.dumps(properties, default=float, separators=(",", ":"))
+    return jsoncodec.encode(properties)
 
 
 def meter_specs(session: Session, org_id: str) -> dict[str, MeterSpec]:

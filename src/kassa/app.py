@@ -17,6 +17,8 @@ from kassa.clocks import api as clocks_api
 from kassa.core.http import RequestContextMiddleware, TransactionMiddleware, install_error_handlers
 from kassa.customers import api as customers_api
 from kassa.identity import api as identity_api
+from kassa.invoicing import api as invoicing_api
+from kassa.ledger import api as ledger_api
 from kassa.metering import api as metering_api
 from kassa.orgs import api as orgs_api
 from kassa.readings import api as readings_api
@@ -86,6 +88,8 @@ def create_app(rt: Runtime, *, run_worker: bool = False) -> FastAPI:
         clocks_api.router,
         metering_api.router,
         readings_api.router,
+        invoicing_api.router,
+        ledger_api.router,
     ):
         app.include_router(router)
     return app

@@ -7,6 +7,7 @@ import gc
 import secrets
 import signal
 import time
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -25,6 +26,10 @@ admin = typer.Typer(help="Operator commands (platform level).", no_args_is_help=
 cli.add_typer(admin, name="admin")
 usage = typer.Typer(help="Usage metering maintenance.", no_args_is_help=True)
 cli.add_typer(usage, name="usage")
+billing_cli = typer.Typer(help="Billing runs.", no_args_is_help=True)
+cli.add_typer(billing_cli, name="billing")
+ledger_cli = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
+cli.add_typer(ledger_cli, name="ledger")
 console = Console(stderr=True)
 
 
@@ -252,6 +257,74 @@ def rebuild_usage(
             progress.advance(task)
     Console().print(f"rebuilt {buckets} hourly buckets in {len(org_ids)} organization(s)")
     rt.close()
+
+
+@billing_cli.command("run")
+def billing_run(
+    as_of: Annotated[
+        datetime | None,
+        typer.Option("--as-of", help="Bill what was due at this instant (default: now)."),
+    ] = None,
+    org: Annotated[str | None, typer.Option(help="Only this organization (id).")] = None,
+) -> None:
+    """Bill every subscription whose billing point has passed and finalize due drafts
+    (idempotent and crash-safe: run it any number of times)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from kassa.invoicing import billing
+
+    rt = _boot(migrate=True)
+    when = as_of.replace(tzinfo=as_of.tzinfo or UTC) if as_of else rt.clock.now()
+    subs, drafts = billing.due_counts(rt.db, when, org)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=console) as progress:
+        tasks = {
+            "subscriptions": progress.add_task("Subscriptions", total=subs),
+            "invoices": progress.add_task("Drafts finalized", total=max(drafts, 1)),
+        }
+
+        def advance(phase: str, done: int) -> None:
+            task = tasks[phase]
+            total = progress.tasks[task].total or 0
+            if progress.tasks[task].completed + done > total:
+                progress.update(task, total=progress.tasks[task].completed + done)
+            progress.advance(task, done)
+
+        result = billing.run(rt.db, rt.clock, when, org_id=org, progress=advance)
+    Console().print(
+        f"{result.invoices_created} invoice(s) issued, {result.invoices_finalized} finalized, "
+        f"{result.transitions} subscription transition(s), as of {result.as_of.isoformat()}"
+    )
+    rt.close()
+
+
+@ledger_cli.command("verify")
+def ledger_verify(
+    org: Annotated[str | None, typer.Option(help="Only this organization (id).")] = None,
+) -> None:
+    """Check every ledger invariant; exit 1 on any breach."""
+    from sqlalchemy import select
+
+    from kassa.ledger.verify import verify
+    from kassa.orgs.models import Organization
+
+    rt = _boot(migrate=True)
+    with rt.db.transaction() as session:
+        stmt = select(Organization.id).order_by(Organization.id)
+        if org:
+            stmt = stmt.where(Organization.id == org)
+        org_ids = list(session.scalars(stmt))
+    breaches = []
+    for org_id in org_ids:
+        with rt.db.transaction(org_id) as session:
+            breaches += [f"{org_id}: {b}" for b in verify(session, org_id)]
+    rt.close()
+    out = Console()
+    for breach in breaches:
+        out.print(f"[red]BREACH[/red] {breach}", soft_wrap=True)
+    if breaches:
+        raise typer.Exit(1)
+    out.print(f"ledger sound in {len(org_ids)} organization(s)")
 
 
 def main() -> None:

@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     app_db_password: SecretStr | None = None
     db_pool_size: int = Field(default=10, ge=1, le=200)
     data_dir: Path = Path(".kassa")
+    documents_dir: Path | None = Field(
+        default=None,
+        description="Where rendered PDFs are stored (once each). Empty: data_dir/documents.",
+    )
     redis_url: str | None = None
     secret_key: SecretStr | None = Field(
         default=None, description="Encrypts signing keys at rest. Empty: generated into data_dir."
@@ -47,6 +51,10 @@ class Settings(BaseSettings):
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
     purge_cron: str = "*/10 * * * *"
     forwarded_allow_ips: str = "127.0.0.1"
+
+    @property
+    def documents_path(self) -> Path:
+        return self.documents_dir or self.data_dir / "documents"
 
     @field_validator("data_dir")
     @classmethod

@@ -86,6 +86,7 @@ def advance(
     session: Session, principal: Principal, clock_id: str, to: datetime, clock: Clock
 ) -> TestClock:
     """Move the clock forward; everything due on its customers happens, in order."""
+    from kassa.invoicing import billing
     from kassa.subscriptions import engine
 
     _require_test_mode(session, principal)
@@ -95,6 +96,7 @@ def advance(
     tc.status = "advancing"
     session.flush()
     engine.advance_test_clock(session, principal.org_id, tc.id, to, clock)
+    billing.finalize_for_test_clock(session, principal.org_id, tc.id, to, clock)
     tc.frozen_time = to
     tc.status = "ready"
     session.flush()

@@ -9,6 +9,8 @@ from kassa.customers.models import Customer
 from kassa.db.base import Base
 from kassa.events.models import DomainEvent
 from kassa.identity.models import ApiKey, Membership, RefreshToken, SigningKey, User
+from kassa.invoicing.models import CreditNote, Invoice, InvoiceCounter, InvoiceLine
+from kassa.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from kassa.metering.models import UsageAnomaly, UsageEvent, UsageRollup, UsageUniqueValue
 from kassa.orgs.models import Organization
 from kassa.readings.models import MeterPoint, MeterReading
@@ -20,6 +22,13 @@ __all__ = [
     "Adjustment",
     "ApiKey",
     "Coupon",
+    "CreditNote",
+    "Invoice",
+    "InvoiceCounter",
+    "InvoiceLine",
+    "LedgerAccount",
+    "LedgerEntry",
+    "LedgerTransaction",
     "Customer",
     "DomainEvent",
     "Meter",

@@ -31,6 +31,12 @@ class Organization(Base):
     invoice_prefix: Mapped[str] = mapped_column(String(12))
     dunning: Mapped[dict[str, Any]] = mapped_column(JSONB)
     late_usage: Mapped[str] = mapped_column(String(8), default="reject")
+    invoice_grace_seconds: Mapped[int] = mapped_column(default=3600)
+    payment_terms_days: Mapped[int] = mapped_column(default=30)
+    address: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    tax_id: Mapped[str | None] = mapped_column(String(64))
+    email: Mapped[str | None] = mapped_column(String(320))
+    payment_instructions: Mapped[str | None] = mapped_column(String(1000))
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONB)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

@@ -2,9 +2,11 @@
 a scheduled start, the trial-will-end notice, the trial's end, a period's end (roll over,
 apply a pending change, or end a subscription canceled at period end).
 
-Used by test clocks (advance) and by the periodic job for real time. The invoicing of
-each ended period hooks in at ``_roll`` (next issue). Every step is idempotent: it acts
-only when ``next_action_at`` is due and moves it forward in the same transaction.
+Used by test clocks (advance) and by the billing run for real time. A step that passes a
+billing point issues its invoice first (the invoicing context composes it from the
+subscription as it is before the step). Every step is idempotent: it acts only when
+``next_action_at`` is due and moves it forward in the same transaction, and an invoice's
+billing key is unique in the database.
 """
 
 from __future__ import annotations
@@ -12,18 +14,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kassa.core.clock import Clock
 from kassa.customers.models import Customer
-from kassa.db.engine import Database
-from kassa.orgs.models import Organization
+from kassa.invoicing import compose
+from kassa.invoicing import service as invoicing
 from kassa.subscriptions import support
 from kassa.subscriptions.models import Subscription
 
-log = structlog.get_logger("kassa.subscriptions")
 MAX_STEPS = 100_000  # a runaway guard, far above any real catch-up
 
 
@@ -43,6 +43,16 @@ def _roll(session: Session, sub: Subscription, tz: str) -> None:
     )
 
 
+def _bill(
+    session: Session, sub: Subscription, point: compose.Point, at: datetime, clock: Clock
+) -> None:
+    invoicing.issue_for_subscription(session, sub, point, at, clock)
+
+
+def bills_in_advance(session: Session, sub: Subscription) -> bool:
+    return support.plan_of(session, sub)[1].pay_in_advance
+
+
 def step(session: Session, sub: Subscription, clock: Clock) -> datetime:
     """Apply the one transition due at ``sub.next_action_at``; return its time."""
     at = sub.next_action_at
@@ -52,6 +62,8 @@ def step(session: Session, sub: Subscription, clock: Clock) -> datetime:
     if sub.status == "scheduled":
         sub.status = "trialing" if sub.trial_end is not None else "active"
         support.emit(session, clock, sub, "subscription.updated", at)
+        if sub.status == "active" and bills_in_advance(session, sub):
+            _bill(session, sub, "start", at, clock)
     elif sub.status == "trialing" and not sub.trial_will_end_sent:
         sub.trial_will_end_sent = True
         support.emit(session, clock, sub, "subscription.trial_will_end", at)
@@ -67,11 +79,15 @@ def step(session: Session, sub: Subscription, clock: Clock) -> datetime:
             sub.trial_end, sub.billing_anchor, support.interval_of(plan), tz
         )
         support.emit(session, clock, sub, "subscription.updated", at)
+        if bills_in_advance(session, sub):
+            _bill(session, sub, "start", at, clock)
     elif sub.cancel_at_period_end:
+        _bill(session, sub, "period_end", at, clock)
         sub.status = "canceled"
         sub.ended_at = sub.current_period_end
         support.emit(session, clock, sub, "subscription.canceled", at)
     else:
+        _bill(session, sub, "period_end", at, clock)
         _roll(session, sub, tz)
         support.emit(session, clock, sub, "subscription.updated", at)
     sub.next_action_at = support.next_action(sub)
@@ -121,34 +137,3 @@ def advance_test_clock(
         .with_for_update(of=Subscription)
     ).all()
     return _earliest_first(session, subs, until, clock)
-
-
-def advance_due(db: Database, clock: Clock) -> int:
-    """Real time: every org's subscriptions (of customers without a test clock) that are
-    due now. One short transaction per org; rows locked SKIP LOCKED so workers share."""
-    now = clock.now()
-    with db.transaction() as session:
-        org_ids = list(session.scalars(select(Organization.id).order_by(Organization.id)))
-    total = 0
-    for org_id in org_ids:
-        with db.transaction(org_id) as session:
-            subs = session.scalars(
-                select(Subscription)
-                .join(
-                    Customer,
-                    (Customer.org_id == Subscription.org_id)
-                    & (Customer.id == Subscription.customer_id),
-                )
-                .where(
-                    Subscription.org_id == org_id,
-                    Subscription.next_action_at <= now,
-                    Customer.test_clock_id.is_(None),
-                )
-                .order_by(Subscription.id)
-                .with_for_update(of=Subscription, skip_locked=True)
-            ).all()
-            for sub in subs:
-                total += advance(session, sub, now, clock)
-    if total:
-        log.info("subscriptions_advanced", transitions=total)
-    return total

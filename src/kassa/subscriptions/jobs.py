@@ -1,12 +1,12 @@
-"""Subscription time keeping: advance everything due, every minute."""
+"""The billing run, every minute: subscriptions advance (and bill), drafts finalize."""
 
 from __future__ import annotations
 
 import procrastinate
 
 from kassa.core.metrics import JOBS
+from kassa.invoicing import billing
 from kassa.runtime import Runtime
-from kassa.subscriptions import engine
 
 ADVANCE_TASK = "kassa.subscriptions.advance_due"
 
@@ -16,7 +16,7 @@ def register(app: procrastinate.App, rt: Runtime) -> None:
     @app.task(name=ADVANCE_TASK, queueing_lock=ADVANCE_TASK, queue="billing")
     def advance_due(timestamp: int) -> int:
         try:
-            count = engine.advance_due(rt.db, rt.clock)
+            count = billing.run(rt.db, rt.clock).transitions
         except Exception:
             JOBS.labels(ADVANCE_TASK, "failed").inc()
             raise

@@ -18,6 +18,7 @@ from kassa.core.ids import new_id
 from kassa.core.money import round_minor
 from kassa.core.pagination import paginate
 from kassa.customers import service as customers
+from kassa.invoicing import service as invoicing
 from kassa.subscriptions import engine, rules, support
 from kassa.subscriptions.models import Adjustment, Subscription
 from kassa.subscriptions.schemas import ChangeIn, SubscriptionIn, SubscriptionPatch
@@ -84,6 +85,8 @@ def create(
     session.add(sub)
     session.flush()
     support.emit(session, clock, sub, "subscription.created", start)
+    if status == "active" and version.pay_in_advance:
+        invoicing.issue_for_subscription(session, sub, "start", now, clock)
     engine.advance(session, sub, now, clock)  # a back-dated start catches up at once
     return sub
 
@@ -226,6 +229,9 @@ def cancel(
         else:
             used = round_minor(rules.prorate(fee, ps, pe, ps, now))
             _adjust(session, sub, f"Time on {name}", used, ps, now, clock)
+    if sub.status in ("active", "past_due", "suspended", "paused"):
+        session.flush()
+        invoicing.issue_for_subscription(session, sub, "final", now, clock, at=now)
     sub.status = "canceled"
     sub.ended_at = now
     sub.next_action_at = None

@@ -1,0 +1,288 @@
+"""EN 16931 e-invoices in the UBL 2.1 syntax: ``Invoice`` (type 380) and ``CreditNote`` (381).
+
+Elements are written in the order of the OASIS UBL 2.1 schema sequences (an XSD validates
+order, not just presence). Amounts carry the currency's own number of decimals ("12.50" EUR,
+"1200" JPY, "1.250" BHD). A discount given as negative lines stays in the lines (EN 16931
+allows negative line amounts); a document-level discount becomes ``AllowanceCharge`` elements,
+one per tax category and rate, so that the EN 16931 sums (BR-CO-10 to BR-CO-16) hold.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from lxml import etree
+
+from kassa.core.money import to_major
+from kassa.documents.model import Document, Line, Party, TaxRow
+
+INVOICE_NS = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
+CREDIT_NOTE_NS = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
+CAC = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
+CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
+CUSTOMIZATION_ID = "urn:cen.eu:en16931:2017"
+
+INVOICE_TYPE_CODE = "380"  # UNCL1001 commercial invoice
+CREDIT_NOTE_TYPE_CODE = "381"  # UNCL1001 credit note
+UNIT_CODE = "C62"  # UN/ECE Rec. 20 "one": a plain count
+DISCOUNT_REASON_CODE = "95"  # UNCL5189 discount
+
+# UNCL4461 payment means. 30 and 58 require the payee's account (BR-61), so a document with
+# payment instructions but no ``payment_account`` says "instrument not defined".
+SEPA_CREDIT_TRANSFER = "58"
+CREDIT_TRANSFER = "30"
+INSTRUMENT_NOT_DEFINED = "1"
+
+# Categories that carry no VAT must say why (BR-AE-10, BR-E-10, BR-IC-10, BR-G-10, BR-O-10):
+# the VATEX code where one code fits the whole category, and a text.
+EXEMPTION_REASONS: dict[str, tuple[str | None, str]] = {
+    "AE": ("VATEX-EU-AE", "Reverse charge"),
+    "E": (None, "Exempt from VAT"),
+    "K": ("VATEX-EU-IC", "Intra-Community supply"),
+    "G": ("VATEX-EU-G", "Export outside the EU"),
+    "O": ("VATEX-EU-O", "Not subject to VAT"),
+}
+_NO_RATE = frozenset({"O"})  # BR-O-05, BR-O-06: category O carries no rate at all
+_IBAN = re.compile(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}")
+
+_Element = Any  # lxml ships no type information
+
+
+def render_ubl(doc: Document) -> bytes:
+    """The document as EN 16931 UBL 2.1 XML (UTF-8, with an XML declaration).
+
+    Raises ``ValueError`` for a document without lines: UBL 2.1 and EN 16931 (BR-16) require
+    at least one (the PDF renders without).
+    """
+    if not doc.lines:
+        raise ValueError("a UBL invoice or credit note needs at least one line (BR-16)")
+    invoice = doc.kind == "invoice"
+    ns = INVOICE_NS if invoice else CREDIT_NOTE_NS
+    root = etree.Element(
+        f"{{{ns}}}{'Invoice' if invoice else 'CreditNote'}",
+        nsmap={None: ns, "cac": CAC, "cbc": CBC},
+    )
+    out = _Writer(doc.currency)
+
+    _cbc(root, "CustomizationID", CUSTOMIZATION_ID)
+    _cbc(root, "ID", doc.number)
+    _cbc(root, "IssueDate", doc.issue_date.isoformat())
+    if invoice:
+        if doc.due_date is not None:
+            _cbc(root, "DueDate", doc.due_date.isoformat())
+        _cbc(root, "InvoiceTypeCode", INVOICE_TYPE_CODE)
+    else:
+        _cbc(root, "CreditNoteTypeCode", CREDIT_NOTE_TYPE_CODE)
+    for note in doc.notes:
+        _cbc(root, "Note", note)
+    _cbc(root, "DocumentCurrencyCode", doc.currency.upper())
+    _period(root, doc.period_start, doc.period_end)
+    if doc.billing_reference:
+        reference = _cac(_cac(root, "BillingReference"), "InvoiceDocumentReference")
+        _cbc(reference, "ID", doc.billing_reference)
+    _party(_cac(root, "AccountingSupplierParty"), doc.seller)
+    _party(_cac(root, "AccountingCustomerParty"), doc.buyer)
+    _payment_means(root, doc)
+    if doc.discount and not doc.lines_include_discount:
+        for category, rate, amount in _allowances(doc):
+            _allowance(root, out, category, rate, amount)
+    _tax_total(root, out, doc)
+    _monetary_total(root, out, doc)
+    for position, line in enumerate(doc.lines, start=1):
+        _line(root, out, line, position, invoice)
+
+    data: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    return data
+
+
+class _Writer:
+    """Amounts of one currency."""
+
+    def __init__(self, currency: str) -> None:
+        self.currency = currency
+        self.code = currency.upper()
+
+    def amount(self, parent: _Element, name: str, minor: int) -> None:
+        _cbc(parent, name, _decimal(to_major(minor, self.currency)), currencyID=self.code)
+
+    def major(self, parent: _Element, name: str, value: Decimal) -> None:
+        _cbc(parent, name, _decimal(value), currencyID=self.code)
+
+
+def _cbc(parent: _Element, name: str, text: str, **attributes: str) -> _Element:
+    element = etree.SubElement(parent, f"{{{CBC}}}{name}", attributes)
+    element.text = text
+    return element
+
+
+def _cac(parent: _Element, name: str) -> _Element:
+    return etree.SubElement(parent, f"{{{CAC}}}{name}")
+
+
+def _decimal(value: Decimal) -> str:
+    """Plain decimal notation, never an exponent, never "-0"."""
+    if value.is_zero():
+        value = abs(value)
+    return format(value, "f")
+
+
+def _period(parent: _Element, start: date | None, end: date | None) -> None:
+    if start is None and end is None:
+        return
+    period = _cac(parent, "InvoicePeriod")
+    if start is not None:
+        _cbc(period, "StartDate", start.isoformat())
+    if end is not None:
+        _cbc(period, "EndDate", end.isoformat())
+
+
+def _party(parent: _Element, party: Party) -> None:
+    element = _cac(parent, "Party")
+    if party.email:
+        _cbc(element, "EndpointID", party.email, schemeID="EM")  # EAS code: electronic mail
+    _cbc(_cac(element, "PartyName"), "Name", party.name)
+    address = party.address
+    if any(address.get(key) for key in address):
+        postal = _cac(element, "PostalAddress")
+        for key, name in (
+            ("line1", "StreetName"),
+            ("line2", "AdditionalStreetName"),
+            ("city", "CityName"),
+            ("postal_code", "PostalZone"),
+            ("state", "CountrySubentity"),
+        ):
+            if address.get(key):
+                _cbc(postal, name, address[key])
+        if address.get("country"):
+            _cbc(_cac(postal, "Country"), "IdentificationCode", address["country"].upper())
+    if party.tax_id:
+        scheme = _cac(element, "PartyTaxScheme")
+        _cbc(scheme, "CompanyID", party.tax_id)
+        _cbc(_cac(scheme, "TaxScheme"), "ID", "VAT")
+    _cbc(_cac(element, "PartyLegalEntity"), "RegistrationName", party.name)
+    if party.email:
+        _cbc(_cac(element, "Contact"), "ElectronicMail", party.email)
+
+
+def _payment_means(parent: _Element, doc: Document) -> None:
+    # A credit note has no DueDate of its own: its due date (BT-9) is PaymentMeans/PaymentDueDate.
+    due_here = doc.kind == "credit_note" and doc.due_date is not None
+    if not (doc.payment_instructions or doc.payment_account or due_here):
+        return
+    account = "".join((doc.payment_account or "").split()).upper()
+    if not account:
+        code = INSTRUMENT_NOT_DEFINED
+    elif doc.currency == "eur" and _IBAN.fullmatch(account):
+        code = SEPA_CREDIT_TRANSFER
+    else:
+        code = CREDIT_TRANSFER
+    means = _cac(parent, "PaymentMeans")
+    _cbc(means, "PaymentMeansCode", code)
+    if due_here and doc.due_date is not None:
+        _cbc(means, "PaymentDueDate", doc.due_date.isoformat())
+    if doc.payment_instructions:
+        _cbc(means, "InstructionNote", doc.payment_instructions)
+    if doc.kind == "invoice":
+        _cbc(means, "PaymentID", doc.number)  # remittance information (BT-83)
+    if account:
+        _cbc(_cac(means, "PayeeFinancialAccount"), "ID", account)
+
+
+def _allowances(doc: Document) -> list[tuple[str | None, Decimal | None, int]]:
+    """The document-level discount per (category, rate): what the lines of each tax row add
+    up to beyond its taxable amount. When that does not account for the whole discount (tax
+    rows that do not match the lines), one allowance carries it, with the only category there
+    is, or none."""
+    lines: defaultdict[tuple[str, Decimal], int] = defaultdict(int)
+    for line in doc.lines:
+        lines[(line.tax_category, line.tax_rate)] += line.amount
+    parts = [
+        (row.category, row.rate, lines[(row.category, row.rate)] - row.taxable_amount)
+        for row in doc.taxes
+    ]
+    if all(amount >= 0 for *_, amount in parts) and sum(p[2] for p in parts) == doc.discount:
+        return [(category, rate, amount) for category, rate, amount in parts if amount]
+    if len(doc.taxes) == 1:
+        return [(doc.taxes[0].category, doc.taxes[0].rate, doc.discount)]
+    return [(None, None, doc.discount)]
+
+
+def _allowance(
+    parent: _Element, out: _Writer, category: str | None, rate: Decimal | None, amount: int
+) -> None:
+    allowance = _cac(parent, "AllowanceCharge")
+    _cbc(allowance, "ChargeIndicator", "false")
+    _cbc(allowance, "AllowanceChargeReasonCode", DISCOUNT_REASON_CODE)
+    _cbc(allowance, "AllowanceChargeReason", "Discount")
+    out.amount(allowance, "Amount", amount)
+    if category is not None and rate is not None:
+        _tax_category(allowance, "TaxCategory", category, rate)
+
+
+def _tax_category(
+    parent: _Element, name: str, category: str, rate: Decimal, *, reason: bool = False
+) -> None:
+    element = _cac(parent, name)
+    _cbc(element, "ID", category)
+    if category not in _NO_RATE:
+        _cbc(element, "Percent", _decimal(rate))
+    if reason and category in EXEMPTION_REASONS:
+        code, text = EXEMPTION_REASONS[category]
+        if code:
+            _cbc(element, "TaxExemptionReasonCode", code)
+        _cbc(element, "TaxExemptionReason", text)
+    _cbc(_cac(element, "TaxScheme"), "ID", "VAT")
+
+
+def _tax_total(parent: _Element, out: _Writer, doc: Document) -> None:
+    total = _cac(parent, "TaxTotal")
+    out.amount(total, "TaxAmount", doc.tax_total)
+    for row in doc.taxes:
+        _tax_subtotal(total, out, row)
+
+
+def _tax_subtotal(parent: _Element, out: _Writer, row: TaxRow) -> None:
+    subtotal = _cac(parent, "TaxSubtotal")
+    out.amount(subtotal, "TaxableAmount", row.taxable_amount)
+    out.amount(subtotal, "TaxAmount", row.amount)
+    _tax_category(subtotal, "TaxCategory", row.category, row.rate, reason=True)
+
+
+def _monetary_total(parent: _Element, out: _Writer, doc: Document) -> None:
+    totals = _cac(parent, "LegalMonetaryTotal")
+    allowance = 0 if doc.lines_include_discount else doc.discount
+    out.amount(totals, "LineExtensionAmount", sum(line.amount for line in doc.lines))
+    out.amount(totals, "TaxExclusiveAmount", doc.subtotal - doc.discount)
+    out.amount(totals, "TaxInclusiveAmount", doc.total)
+    if allowance:
+        out.amount(totals, "AllowanceTotalAmount", allowance)
+    # Everything already settled (payments, applied credit, earlier credit notes): BR-CO-16.
+    prepaid = doc.total - doc.amount_due
+    if prepaid:
+        out.amount(totals, "PrepaidAmount", prepaid)
+    out.amount(totals, "PayableAmount", doc.amount_due)
+
+
+def _line(parent: _Element, out: _Writer, line: Line, position: int, invoice: bool) -> None:
+    element = _cac(parent, "InvoiceLine" if invoice else "CreditNoteLine")
+    _cbc(element, "ID", str(position))
+    # EN 16931 forbids a negative item price (BR-27): a negative line has a negative quantity.
+    quantity, price = line.quantity, line.unit_amount
+    if price < 0:
+        quantity, price = -quantity, -price
+    _cbc(
+        element,
+        "InvoicedQuantity" if invoice else "CreditedQuantity",
+        _decimal(quantity),
+        unitCode=UNIT_CODE,
+    )
+    out.amount(element, "LineExtensionAmount", line.amount)
+    _period(element, line.period_start, line.period_end)
+    item = _cac(element, "Item")
+    _cbc(item, "Name", line.description)
+    _tax_category(item, "ClassifiedTaxCategory", line.tax_category, line.tax_rate)
+    out.major(_cac(element, "Price"), "PriceAmount", price)

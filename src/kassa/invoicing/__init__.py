@@ -1,0 +1,1 @@
+"""Invoices and credit notes: billing runs turn subscription periods into invoices."""

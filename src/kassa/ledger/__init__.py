@@ -1,0 +1,1 @@
+"""The double-entry ledger: every money movement, balanced and append-only."""

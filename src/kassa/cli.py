@@ -266,6 +266,7 @@ def billing_run(
         typer.Option("--as-of", help="Bill what was due at this instant (default: now)."),
     ] = None,
     org: Annotated[str | None, typer.Option(help="Only this organization (id).")] = None,
+    chunk: Annotated[int, typer.Option(min=1, help="Subscriptions per transaction.")] = 200,
 ) -> None:
     """Bill every subscription whose billing point has passed and finalize due drafts
     (idempotent and crash-safe: run it any number of times)."""
@@ -290,7 +291,7 @@ def billing_run(
                 progress.update(task, total=progress.tasks[task].completed + done)
             progress.advance(task, done)
 
-        result = billing.run(rt.db, rt.clock, when, org_id=org, progress=advance)
+        result = billing.run(rt.db, rt.clock, when, org_id=org, chunk=chunk, progress=advance)
     Console().print(
         f"{result.invoices_created} invoice(s) issued, {result.invoices_finalized} finalized, "
         f"{result.transitions} subscription transition(s), as of {result.as_of.isoformat()}"

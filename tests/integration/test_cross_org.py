@@ -102,7 +102,22 @@ def _clock(client: TestClient, victim: Tenant) -> dict[str, Any]:
     return create(client, victim, "/v1/test_clocks", {"frozen_time": "2026-01-01T00:00:00Z"})
 
 
+def _invoice(finalized: bool) -> Callable[[TestClient, Tenant], dict[str, Any]]:
+    def make(client: TestClient, victim: Tenant) -> dict[str, Any]:
+        body = {"customer": make_customer(client, victim)["id"], "auto_finalize": finalized,
+                "lines": [{"description": "Secret work", "unit_amount": 5000}]}  # fmt: skip
+        return create(client, victim, "/v1/invoices", body)
+
+    return make
+
+
+def _credit_note(client: TestClient, victim: Tenant) -> dict[str, Any]:
+    invoice = _invoice(True)(client, victim)
+    return create(client, victim, "/v1/credit_notes", {"invoice": invoice["id"], "amount": 100})
+
+
 CUS = "/v1/customers/{id}"
+INV = "/v1/invoices/{id}"
 SUB = "/v1/subscriptions/{id}"
 PLAN = "/v1/plans/{id}"
 CLOCK = "/v1/test_clocks/{id}"
@@ -185,6 +200,33 @@ CASES: dict[tuple[str, str], ProbeFactory] = {
     ),
     ("GET", "/v1/meter_readings/{reading_id}"): _object_probe(
         make_meter_reading, "GET", "/v1/meter_readings/{id}"
+    ),
+    ("GET", "/v1/invoices/{invoice_id}"): _object_probe(_invoice(True), "GET", INV),
+    ("GET", "/v1/invoices/{invoice_id}/pdf"): _object_probe(_invoice(True), "GET", INV + "/pdf"),
+    ("GET", "/v1/invoices/{invoice_id}/ubl"): _object_probe(_invoice(True), "GET", INV + "/ubl"),
+    ("POST", "/v1/invoices/{invoice_id}/finalize"): _object_probe(
+        _invoice(False), "POST", INV + "/finalize"
+    ),
+    ("POST", "/v1/invoices/{invoice_id}/void"): _object_probe(
+        _invoice(True), "POST", INV + "/void"
+    ),
+    ("POST", "/v1/invoices/{invoice_id}/mark_uncollectible"): _object_probe(
+        _invoice(True), "POST", INV + "/mark_uncollectible"
+    ),
+    ("POST", "/v1/invoices/{invoice_id}/pay"): _object_probe(
+        _invoice(True), "POST", INV + "/pay", {}
+    ),
+    ("GET", "/v1/credit_notes/{note_id}"): _object_probe(
+        _credit_note, "GET", "/v1/credit_notes/{id}"
+    ),
+    ("GET", "/v1/credit_notes/{note_id}/pdf"): _object_probe(
+        _credit_note, "GET", "/v1/credit_notes/{id}/pdf", check="/v1/credit_notes/{id}"
+    ),
+    ("GET", "/v1/customers/{customer_id}/balance"): _object_probe(
+        make_customer, "GET", CUS + "/balance"
+    ),
+    ("GET", "/v1/customers/{customer_id}/statement"): _object_probe(
+        make_customer, "GET", CUS + "/statement?from=2026-01-01&to=2026-12-31"
     ),
 }
 

@@ -6,18 +6,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, EmailStr, Field, field_validator
 
 from kassa.core.schemas import Metadata, Strict
-from kassa.orgs.schemas import check_country, check_currency, check_timezone
-
-
-class Address(Strict):
-    line1: str | None = Field(default=None, max_length=200)
-    line2: str | None = Field(default=None, max_length=200)
-    city: str | None = Field(default=None, max_length=100)
-    postal_code: str | None = Field(default=None, max_length=20)
-    region: str | None = Field(default=None, max_length=100)
-    country: str | None = None
-
-    _country = field_validator("country")(check_country)
+from kassa.orgs.schemas import Address, check_currency, check_timezone
 
 
 class TaxInfo(Strict):

@@ -18,14 +18,18 @@ from kassa.documents import model
 from kassa.invoicing import service
 from kassa.invoicing.models import CreditNote, Invoice
 
-_KEYS = {"line1", "line2", "city", "postal_code", "state", "country"}
+_KEYS = {"line1", "line2", "city", "postal_code", "region", "state", "country"}
 
 
 def _party(data: dict[str, Any] | None) -> model.Party:
     data = data or {}
     return model.Party(
         name=str(data.get("name") or ""),
-        address={k: str(v) for k, v in (data.get("address") or {}).items() if v and k in _KEYS},
+        address={
+            ("state" if k == "region" else k): str(v)
+            for k, v in (data.get("address") or {}).items()
+            if v and k in _KEYS
+        },
         tax_id=data.get("tax_id"),
         email=data.get("email"),
     )

@@ -142,6 +142,7 @@ def _insert_draft(
     ).scalar()
     if inserted is None:
         return None
+    session.info["invoices_issued"] = session.info.get("invoices_issued", 0) + 1
     invoice = load(session, org.id, invoice_id)
     _write_lines(session, invoice, lines)
     _totals(session, invoice, lines)
@@ -298,8 +299,8 @@ def finalize(session: Session, invoice: Invoice, now: datetime, clock: Clock) ->
     invoice.finalized_at = now
     invoice.due_at = now + timedelta(days=invoice.payment_terms_days)
     invoice.seller = {
-        "name": org.name, "address": org.address or {"country": org.country} if org.country
-        else org.address or {}, "tax_id": org.tax_id, "email": org.email,
+        "name": org.name, "address": org.address or {"country": org.country},
+        "tax_id": org.tax_id, "email": org.email,
         "payment_instructions": org.payment_instructions,
     }  # fmt: skip
     invoice.buyer = {

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, EmailStr, Field, field_validator
 
 from kassa.core.schemas import Metadata, Strict
 from kassa.orgs import rules
@@ -44,6 +44,17 @@ class Dunning(Strict):
         return value
 
 
+class Address(Strict):
+    line1: str | None = Field(default=None, max_length=200)
+    line2: str | None = Field(default=None, max_length=200)
+    city: str | None = Field(default=None, max_length=100)
+    postal_code: str | None = Field(default=None, max_length=20)
+    region: str | None = Field(default=None, max_length=100)
+    country: str | None = None
+
+    _country = field_validator("country")(check_country)
+
+
 class Org(BaseModel):
     id: str
     object: Literal["organization"] = "organization"
@@ -58,6 +69,12 @@ class Org(BaseModel):
     late_usage: Literal["reject", "adjust"] = Field(
         description="Usage for an already invoiced period: reject it, or bill the difference"
     )
+    invoice_grace_seconds: int = Field(description="How long an invoice stays a draft")
+    payment_terms_days: int = Field(description="Due date = finalization + this many days")
+    address: dict[str, str] | None = Field(description="The seller address on invoices")
+    tax_id: str | None
+    email: str | None
+    payment_instructions: str | None = Field(description="Printed on invoices")
     metadata: dict[str, str]
     created_at: datetime
 
@@ -72,6 +89,12 @@ class OrgPatch(Strict):
     invoice_prefix: str | None = None
     dunning: Dunning | None = None
     late_usage: Literal["reject", "adjust"] | None = None
+    invoice_grace_seconds: int | None = Field(default=None, ge=0, le=30 * 86_400)
+    payment_terms_days: int | None = Field(default=None, ge=0, le=365)
+    address: Address | None = None
+    tax_id: str | None = Field(default=None, min_length=2, max_length=64)
+    email: EmailStr | None = None
+    payment_instructions: str | None = Field(default=None, max_length=1000)
     metadata: Metadata | None = None
 
     _country = field_validator("country")(check_country)

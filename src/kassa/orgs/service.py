@@ -69,6 +69,8 @@ def update_org(
             continue  # explicit nulls leave a setting unchanged (country can't be unset)
         if field == "metadata":
             org.metadata_ = value
+        elif field == "address":
+            org.address = {k: v for k, v in value.items() if v is not None}
         else:
             setattr(org, field, value)
     ruleset = load_ruleset(org.tax_ruleset)
@@ -94,6 +96,12 @@ def to_schema(org: Organization) -> Org:
         invoice_prefix=org.invoice_prefix,
         dunning=Dunning.model_validate(org.dunning),
         late_usage=org.late_usage,
+        invoice_grace_seconds=org.invoice_grace_seconds,
+        payment_terms_days=org.payment_terms_days,
+        address=org.address,
+        tax_id=org.tax_id,
+        email=org.email,
+        payment_instructions=org.payment_instructions,
         metadata=org.metadata_,
         created_at=org.created_at,
     )

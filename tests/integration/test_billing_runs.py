@@ -1,0 +1,168 @@
+"""Billing runs: exactly one invoice per subscription period whatever happens — repeated
+runs, concurrent workers, a real worker process killed with SIGKILL at random moments —
+gapless numbers under concurrent finalization, and a ledger that verifies clean."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from kassa.config import Settings
+from kassa.core.clock import FrozenClock
+from kassa.core.context import Principal, Role
+from kassa.invoicing import billing
+from kassa.invoicing import service as invoicing
+from kassa.invoicing.models import Invoice
+from kassa.ledger.verify import verify
+from kassa.runtime import Runtime
+from kassa.subscriptions import service as subscriptions
+from kassa.subscriptions.models import Subscription
+from kassa.subscriptions.schemas import SubscriptionIn
+from tests.conftest import Tenant, make_customer, make_plan, signup
+
+MONTHS_AGO = 100  # days: three or four period ends have passed
+
+
+def backdated(client: TestClient, rt: Runtime, tenant: Tenant, count: int) -> datetime:
+    """``count`` subscriptions (monthly, billed in arrears) created ~100 days ago while no
+    billing ran since: every period end since is due now."""
+    r = client.patch("/v1/org", json={"invoice_grace_seconds": 0}, headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    plan = make_plan(client, tenant, amount=1000, pay_in_advance=False)
+    customers = [make_customer(client, tenant, timezone="UTC")["id"] for _ in range(count)]
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=MONTHS_AGO)
+    who = Principal(org_id=tenant.org_id, role=Role.OWNER, user_id=tenant.user_id)
+    with rt.db.transaction(tenant.org_id) as session:
+        for customer in customers:
+            data = SubscriptionIn(customer=customer, plan=plan["id"], start_at=start)
+            subscriptions.create(session, who, data, FrozenClock(start))
+    return start
+
+
+def assert_exactly_one_invoice_per_period(rt: Runtime, org_id: str, start: datetime) -> int:
+    """Per subscription: invoice periods tile [start, current period start) with no gap and
+    no overlap; numbers are gapless; the ledger verifies clean."""
+    total = 0
+    with rt.db.transaction(org_id) as session:
+        subs = session.scalars(select(Subscription).where(Subscription.org_id == org_id)).all()
+        for sub in subs:
+            periods = sorted(
+                (i.period_start, i.period_end, i.status)
+                for i in session.scalars(
+                    select(Invoice).where(
+                        Invoice.org_id == org_id, Invoice.subscription_id == sub.id
+                    )
+                )
+            )
+            assert periods, f"{sub.id} was never billed"
+            assert periods[0][0] == start
+            for (_, end, _), (nxt, _, _) in zip(periods, periods[1:], strict=False):
+                assert end == nxt, f"{sub.id}: gap or overlap at {end} / {nxt}"
+            assert periods[-1][1] == sub.current_period_start
+            assert {status for *_, status in periods} == {"open"}
+            total += len(periods)
+        assert verify(session, org_id) == []
+    return total
+
+
+def test_running_twice_bills_each_period_once(
+    client: TestClient, tenant: Tenant, rt: Runtime
+) -> None:
+    start = backdated(client, rt, tenant, 5)
+    first = billing.run(rt.db, rt.clock, org_id=tenant.org_id)
+    assert first.invoices_created >= 15 and first.invoices_finalized == 0  # grace 0: at once
+    second = billing.run(rt.db, rt.clock, org_id=tenant.org_id)
+    assert (second.transitions, second.invoices_created) == (0, 0)
+    assert assert_exactly_one_invoice_per_period(rt, tenant.org_id, start) == (
+        first.invoices_created
+    )
+
+
+def test_two_workers_billing_at_once(client: TestClient, tenant: Tenant, rt: Runtime) -> None:
+    start = backdated(client, rt, tenant, 12)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(
+            pool.map(lambda _: billing.run(rt.db, rt.clock, org_id=tenant.org_id, chunk=2), [0, 1])
+        )
+    created = sum(r.invoices_created for r in results)
+    assert created == assert_exactly_one_invoice_per_period(rt, tenant.org_id, start)
+    assert all(r.invoices_created > 0 for r in results)  # both did part of the work
+
+
+def test_numbers_stay_gapless_under_50_concurrent_finalizations(
+    client: TestClient, rt: Runtime
+) -> None:
+    tenant = signup(client, name="Numbering")
+    customer = make_customer(client, tenant)["id"]
+    drafts = []
+    for n in range(50):
+        r = client.post(
+            "/v1/invoices",
+            json={"customer": customer, "lines": [{"description": f"#{n}", "unit_amount": 100}]},
+            headers=tenant.headers,
+        )
+        drafts.append(r.json()["id"])
+
+    def finalize(invoice_id: str) -> str:
+        with rt.db.transaction(tenant.org_id) as session:
+            invoice = invoicing.load(session, tenant.org_id, invoice_id, lock=True)
+            invoicing.finalize(session, invoice, rt.clock.now(), rt.clock)
+            assert invoice.number is not None
+            return invoice.number
+
+    with ThreadPoolExecutor(10) as pool:
+        numbers = list(pool.map(finalize, drafts))
+    assert sorted(int(n.rsplit("-", 1)[1]) for n in numbers) == list(range(1, 51))
+    with rt.db.transaction(tenant.org_id) as session:
+        assert verify(session, tenant.org_id) == []
+
+
+def _cli(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env.update(
+        KASSA_DATABASE_URL=str(settings.database_url),
+        KASSA_DATA_DIR=str(settings.data_dir),
+        KASSA_SECRET_KEY="test-secret-key-not-for-production",
+        KASSA_LOG_LEVEL="WARNING",
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "kassa", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+
+
+def test_a_billing_worker_killed_at_random_moments_never_double_bills(
+    client: TestClient, tenant: Tenant, rt: Runtime, settings: Settings
+) -> None:
+    start = backdated(client, rt, tenant, 40)
+    rng = random.Random(20261122)
+    kills = 0
+    for _ in range(20):
+        proc = _cli(settings, "billing", "run", "--org", tenant.org_id, "--chunk", "3")
+        time.sleep(rng.uniform(0.3, 3.0))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=30)
+    done = _cli(settings, "billing", "run", "--org", tenant.org_id)
+    out, _ = done.communicate(timeout=120)
+    assert done.returncode == 0, out.decode()
+    assert kills >= 10, f"only {kills} runs were still working when killed"
+    assert assert_exactly_one_invoice_per_period(rt, tenant.org_id, start) >= 120
+    check = _cli(settings, "ledger", "verify", "--org", tenant.org_id)
+    out, _ = check.communicate(timeout=60)
+    assert check.returncode == 0, out.decode()
+    assert b"ledger sound" in out

@@ -12,12 +12,13 @@ from kassa.catalog import coupons, meters, plans
 from kassa.catalog.schemas import ChargeIn, CouponIn, MeterIn, PlanIn
 from kassa.core.context import Principal, Role
 from kassa.customers import service as customers
-from kassa.customers.schemas import Address, CustomerIn, TaxInfo
+from kassa.customers.schemas import CustomerIn, TaxInfo
 from kassa.db import rls
 from kassa.identity import members, service
 from kassa.identity.models import ApiKey, Membership
 from kassa.metering import ingest
 from kassa.orgs import service as orgs
+from kassa.orgs.schemas import Address
 from kassa.runtime import Runtime
 from kassa.subscriptions import service as subscriptions
 from kassa.subscriptions.schemas import SubscriptionIn

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
@@ -130,7 +131,8 @@ def tax_decision(
     session: Session, org_id: str, customer: Customer, on: datetime
 ) -> tax.TaxDecision:
     org = orgs.load(session, org_id)
-    return tax.determine(org.tax_ruleset, org.country, party(customer), on.date())
+    day = on.astimezone(ZoneInfo(customer.timezone or org.timezone)).date()
+    return tax.determine(org.tax_ruleset, org.country, party(customer), day)
 
 
 def compose(

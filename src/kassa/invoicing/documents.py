@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import os
 import tempfile
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
@@ -35,8 +36,28 @@ def _party(data: dict[str, Any] | None) -> model.Party:
     )
 
 
-def _day(value: datetime | None) -> date | None:
-    return value.date() if value is not None else None
+def _day(value: datetime | None, tz: ZoneInfo) -> date | None:
+    """The calendar day of an instant where the customer lives."""
+    return value.astimezone(tz).date() if value is not None else None
+
+
+def _span(
+    start: datetime | None, end: datetime | None, tz: ZoneInfo
+) -> tuple[date | None, date | None]:
+    """A half-open period [start, end) as EN 16931 dates: first and last day (inclusive)."""
+    first = _day(start, tz)
+    last = _day(end - timedelta(microseconds=1), tz) if end is not None else None
+    if first is not None and last is not None and last < first:
+        last = first
+    return first, last
+
+
+def _zone(session: Session, org_id: str, customer_id: str) -> ZoneInfo:
+    from kassa.customers import service as customers
+    from kassa.orgs import service as orgs
+
+    customer = customers.resolve(session, org_id, customer_id)
+    return ZoneInfo(customer.timezone or orgs.load(session, org_id).timezone)
 
 
 def _rows(rows: list[dict[str, Any]]) -> list[model.TaxRow]:
@@ -55,33 +76,39 @@ def invoice_document(session: Session, invoice: Invoice) -> model.Document:
     if invoice.number is None or invoice.finalized_at is None:
         raise service.InvalidInvoiceState(detail="A draft has no document yet; finalize it.")
     scale = Decimal(10) ** exponent(invoice.currency)
+    tz = _zone(session, invoice.org_id, invoice.customer_id)
     lines = [
         model.Line(
-            description=line.description, quantity=line.quantity,
+            # a line priced as a whole (tiers, packages, percentages) is one unit at its amount
+            description=line.description,
+            quantity=line.quantity if line.unit_amount is not None else Decimal(1),
             unit_amount=(line.unit_amount if line.unit_amount is not None
                          else Decimal(line.amount)) / scale,
-            amount=line.amount, period_start=_day(line.period_start),
-            period_end=_day(line.period_end), tax_category=invoice.tax_category,
+            amount=line.amount, period_start=_span(line.period_start, line.period_end, tz)[0],
+            period_end=_span(line.period_start, line.period_end, tz)[1],
+            tax_category=invoice.tax_category,
             tax_rate=Decimal(invoice.tax_rate),
         )
         for line in service.lines_of(session, invoice)
     ]  # fmt: skip
     seller = invoice.seller or {}
     return model.Document(
-        kind="invoice", number=invoice.number, issue_date=invoice.finalized_at.date(),
-        due_date=_day(invoice.due_at), currency=invoice.currency, locale=invoice.locale,
+        kind="invoice", number=invoice.number, issue_date=_day(invoice.finalized_at, tz),
+        due_date=_day(invoice.due_at, tz), currency=invoice.currency, locale=invoice.locale,
         seller=_party(seller), buyer=_party(invoice.buyer), lines=lines,
         taxes=_rows(invoice.tax), subtotal=invoice.subtotal, discount=invoice.discount,
         tax_total=invoice.tax_total, total=invoice.total, amount_paid=invoice.amount_paid,
         amount_due=invoice.amount_due, notes=list(invoice.notes),
         payment_instructions=seller.get("payment_instructions"),
-        period_start=_day(invoice.period_start), period_end=_day(invoice.period_end),
+        period_start=_span(invoice.period_start, invoice.period_end, tz)[0],
+        period_end=_span(invoice.period_start, invoice.period_end, tz)[1],
         billing_reference=None, credit_applied=invoice.credit_applied,
     )  # fmt: skip
 
 
 def credit_note_document(session: Session, note: CreditNote) -> model.Document:
     invoice = service.load(session, note.org_id, note.invoice_id)
+    tz = _zone(session, note.org_id, note.customer_id)
     lines = [
         model.Line(
             description=item["description"], quantity=Decimal(1),
@@ -92,13 +119,14 @@ def credit_note_document(session: Session, note: CreditNote) -> model.Document:
         for item in note.lines
     ]  # fmt: skip
     return model.Document(
-        kind="credit_note", number=note.number, issue_date=note.issued_at.date(),
+        kind="credit_note", number=note.number, issue_date=_day(note.issued_at, tz),
         due_date=None, currency=note.currency, locale=invoice.locale,
         seller=_party(invoice.seller), buyer=_party(invoice.buyer), lines=lines,
         taxes=_rows(note.tax), subtotal=note.subtotal, discount=0, tax_total=note.tax_total,
         total=note.total, amount_paid=0, amount_due=0,
         notes=[n for n in [note.memo, *invoice.notes] if n], payment_instructions=None,
-        period_start=_day(invoice.period_start), period_end=_day(invoice.period_end),
+        period_start=_span(invoice.period_start, invoice.period_end, tz)[0],
+        period_end=_span(invoice.period_start, invoice.period_end, tz)[1],
         billing_reference=invoice.number,
     )  # fmt: skip
 

@@ -72,9 +72,10 @@ def issue_for_subscription(
     key = f"{sub.id}@{c.issued_at.isoformat()}" + (":final" if point == "final" else "")
     org = orgs.load(session, sub.org_id)
     lateness = _lateness(session, sub.org_id, c.version) if point != "start" else timedelta(0)
-    finalize_at = max(
-        c.issued_at + timedelta(seconds=org.invoice_grace_seconds), c.period[1] + lateness
-    )
+    grace_end = c.issued_at + timedelta(seconds=org.invoice_grace_seconds)
+    # an in-advance fee charges no meter: it waits for the grace only, not for the end of
+    # the period it pays for
+    finalize_at = grace_end if point == "start" else max(grace_end, c.period[1] + lateness)
     invoice = _insert_draft(
         session, org, c.customer.id, c.currency, c.lines, c.decision, now, clock,
         subscription_id=sub.id, billing_key=key, period=c.period, issued_at=c.issued_at,

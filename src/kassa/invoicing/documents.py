@@ -93,7 +93,7 @@ def invoice_document(session: Session, invoice: Invoice) -> model.Document:
     ]  # fmt: skip
     seller = invoice.seller or {}
     return model.Document(
-        kind="invoice", number=invoice.number, issue_date=_day(invoice.finalized_at, tz),
+        kind="invoice", number=invoice.number, issue_date=invoice.finalized_at.astimezone(tz).date(),
         due_date=_day(invoice.due_at, tz), currency=invoice.currency, locale=invoice.locale,
         seller=_party(seller), buyer=_party(invoice.buyer), lines=lines,
         taxes=_rows(invoice.tax), subtotal=invoice.subtotal, discount=invoice.discount,
@@ -119,7 +119,7 @@ def credit_note_document(session: Session, note: CreditNote) -> model.Document:
         for item in note.lines
     ]  # fmt: skip
     return model.Document(
-        kind="credit_note", number=note.number, issue_date=_day(note.issued_at, tz),
+        kind="credit_note", number=note.number, issue_date=note.issued_at.astimezone(tz).date(),
         due_date=None, currency=note.currency, locale=invoice.locale,
         seller=_party(invoice.seller), buyer=_party(invoice.buyer), lines=lines,
         taxes=_rows(note.tax), subtotal=note.subtotal, discount=0, tax_total=note.tax_total,

@@ -93,7 +93,8 @@ def invoice_document(session: Session, invoice: Invoice) -> model.Document:
     ]  # fmt: skip
     seller = invoice.seller or {}
     return model.Document(
-        kind="invoice", number=invoice.number, issue_date=invoice.finalized_at.astimezone(tz).date(),
+        kind="invoice", number=invoice.number,
+        issue_date=invoice.finalized_at.astimezone(tz).date(),
         due_date=_day(invoice.due_at, tz), currency=invoice.currency, locale=invoice.locale,
         seller=_party(seller), buyer=_party(invoice.buyer), lines=lines,
         taxes=_rows(invoice.tax), subtotal=invoice.subtotal, discount=invoice.discount,

@@ -109,7 +109,7 @@ def seed(session: Session, owner: Principal, rt: Runtime) -> None:
         ("Jonas Weber", "flat-2", "room-l"),
         ("Mia Schulz", "flat-3", "room-s"),
     ]
-    start = (now - timedelta(days=20)).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = (now - timedelta(days=75)).replace(hour=0, minute=0, second=0, microsecond=0)
     for name, ref, plan in renters:
         customers.create(
             session,
@@ -149,7 +149,7 @@ def seed(session: Session, owner: Principal, rt: Runtime) -> None:
             "properties": {"kwh": 4 + (day * 7 + i * 3) % 9},
         }
         for i, (_, ref, _) in enumerate(renters)
-        for day in range(19)
+        for day in range(74)
     ]
     events += [
         {
@@ -170,6 +170,7 @@ def ensure_demo(rt: Runtime) -> DemoLogin:
     with rt.db.transaction() as session:
         user = service.find_user(session, DEMO_EMAIL, lock=True)
         org_id: str | None = None
+        seeded = False
         if user is not None:
             rls.set_user(session, user.id)
             org_id = session.scalars(
@@ -189,6 +190,7 @@ def ensure_demo(rt: Runtime) -> DemoLogin:
             org_id = org.id
             service.add_membership(session, org_id, user.id, Role.OWNER, now)
             seed(session, Principal(org_id=org_id, role=Role.OWNER, user_id=user.id), rt)
+            seeded = True
         rls.set_org(session, org_id)
         session.execute(
             update(ApiKey)
@@ -199,4 +201,37 @@ def ensure_demo(rt: Runtime) -> DemoLogin:
         )
         owner = Principal(org_id=org_id, role=Role.OWNER, user_id=user.id)
         _, secret = members.create_api_key(session, owner, DEMO_KEY_NAME, None, now)
+    if seeded:
+        _settle(rt, org_id)
     return DemoLogin(org_id, DEMO_EMAIL, DEMO_PASSWORD, secret)
+
+
+def _settle(rt: Runtime, org_id: str) -> None:
+    """Bill what the back-dated subscriptions owe, then pay most of it and credit a little,
+    so invoices, credit notes, balances, statements and the ledger all have something."""
+    from kassa.invoicing import billing, credit_notes
+    from kassa.invoicing import service as invoicing
+    from kassa.invoicing.models import Invoice
+    from kassa.invoicing.schemas import CreditNoteIn
+
+    billing.run(rt.db, rt.clock, org_id=org_id)
+    now = rt.clock.now()
+    with rt.db.transaction(org_id) as session:
+        open_invoices = session.scalars(
+            select(Invoice)
+            .where(Invoice.org_id == org_id, Invoice.status == "open")
+            .order_by(Invoice.finalized_at, Invoice.id)
+        ).all()
+        for n, invoice in enumerate(open_invoices[:-3]):
+            if n == 1:
+                credit_notes.create(
+                    session, org_id,
+                    CreditNoteIn(invoice=invoice.id, amount=min(2500, invoice.amount_due),
+                                 reason="product_unsatisfactory", memo="Heating outage"),
+                    now, rt.clock,
+                )  # fmt: skip
+            if invoice.amount_due:
+                invoicing.record_payment(
+                    session, invoice, invoice.amount_due, "cash", f"demo-{invoice.id}", now,
+                    rt.clock,
+                )  # fmt: skip

@@ -78,6 +78,14 @@ def test_serve_starts_ready_with_demo_and_keeps_data(tmp_path: Path) -> None:
             f"http://127.0.0.1:{port}/v1/me", headers={"Authorization": f"Bearer {token}"}
         ).json()["org"]["id"]
         assert httpx.get(f"http://127.0.0.1:{port}/docs").status_code == 200
+        auth = {"Authorization": f"Bearer {token}"}
+        invoices = httpx.get(f"http://127.0.0.1:{port}/v1/invoices?limit=100", headers=auth).json()[
+            "data"
+        ]
+        statuses = {i["status"] for i in invoices}
+        assert {"paid", "open"} <= statuses, statuses  # demo invoices to explore
+        notes = httpx.get(f"http://127.0.0.1:{port}/v1/credit_notes", headers=auth).json()
+        assert len(notes["data"]) == 1
     finally:
         out = _stop(proc)
     assert proc.returncode == 0, out

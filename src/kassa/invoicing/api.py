@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session
 
 from kassa.core.context import Principal
 from kassa.core.errors import field_error
+from kassa.core.ids import new_id
+from kassa.core.money import is_currency
 from kassa.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, paginate
 from kassa.core.schemas import problem_responses
 from kassa.customers import service as customers
@@ -101,8 +103,6 @@ def create_one_off(
     except CustomerNotFound:
         raise field_error("customer", "no such customer") from None
     currency = body.currency or customer.currency or orgs.load(session, who.org_id).currency
-    from kassa.core.money import is_currency
-
     if not is_currency(currency.lower()):
         raise field_error("currency", "must be an ISO 4217 code")
     invoice = service.create_one_off(
@@ -207,8 +207,6 @@ def pay_out_of_band(
     """Record money received outside the payment providers (bank transfer, cash)."""
     invoice = _act(session, who, invoice_id)
     amount = body.amount if body.amount is not None else invoice.amount_due
-    from kassa.core.ids import new_id
-
     service.record_payment(
         session, invoice, amount, "cash", body.reference or new_id("pay"),
         _now(session, invoice, rt), rt.clock,

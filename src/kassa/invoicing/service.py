@@ -134,7 +134,6 @@ def _insert_draft(
         issued_at=issued_at, finalize_at=finalize_at, metadata=metadata or {},
         created_at=clock.now(), updated_at=clock.now(),
     )  # fmt: skip
-    values["metadata"] = values.pop("metadata")
     inserted = session.execute(
         insert(Invoice.__table__)  # type: ignore[arg-type]
         .values(**values)

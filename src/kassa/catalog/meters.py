@@ -55,8 +55,13 @@ def resolve(session: Session, org_id: str, ref: str) -> Meter:
 
 
 def by_ids(session: Session, org_id: str, ids: Sequence[str]) -> dict[str, Meter]:
-    rows = session.scalars(select(Meter).where(Meter.org_id == org_id, Meter.id.in_(ids)))
-    return {m.id: m for m in rows}
+    """Meters by id (the identity map answers repeats within a transaction)."""
+    found = {}
+    for meter_id in set(ids):
+        meter = session.get(Meter, (org_id, meter_id))
+        if meter is not None:
+            found[meter_id] = meter
+    return found
 
 
 def list_meters(

@@ -99,7 +99,13 @@ def create(session: Session, principal: Principal, data: schemas.PlanIn, clock: 
 
 
 def resolve(session: Session, org_id: str, ref: str, *, lock: bool = False) -> Plan:
-    """A plan by id or code."""
+    """A plan by id or code. By id without a lock, the session's identity map answers
+    repeated lookups (a billing chunk resolves the same few plans thousands of times)."""
+    if not lock and looks_like_id(ref, "plan"):
+        found = session.get(Plan, (org_id, ref))
+        if found is None:
+            raise errors.PlanNotFound(detail=f"No plan {ref!r} in this organization.")
+        return found
     column = Plan.id if looks_like_id(ref, "plan") else Plan.code
     stmt = select(Plan).where(Plan.org_id == org_id, column == ref)
     if lock:
@@ -112,13 +118,7 @@ def resolve(session: Session, org_id: str, ref: str, *, lock: bool = False) -> P
 
 def version_of(session: Session, plan: Plan, version: int | None = None) -> PlanVersion:
     wanted = plan.current_version if version is None else version
-    row = session.scalars(
-        select(PlanVersion).where(
-            PlanVersion.org_id == plan.org_id,
-            PlanVersion.plan_id == plan.id,
-            PlanVersion.version == wanted,
-        )
-    ).one_or_none()
+    row = session.get(PlanVersion, (plan.org_id, plan.id, wanted))
     if row is None:
         raise errors.PlanVersionNotFound(detail=f"Plan {plan.code} has no version {wanted}.")
     return row

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kassa.core.context import Principal
@@ -48,7 +47,7 @@ def create_org(
 
 
 def load(session: Session, org_id: str) -> Organization:
-    org = session.scalars(select(Organization).where(Organization.id == org_id)).one_or_none()
+    org = session.get(Organization, org_id)
     if org is None:
         raise NotFound(detail="Organization not found.")
     return org

@@ -49,9 +49,9 @@ def load(session: Session, org_id: str, sub_id: str, *, lock: bool = False) -> S
 
 
 def customer_of(session: Session, sub: Subscription) -> Customer:
-    return session.scalars(
-        select(Customer).where(Customer.org_id == sub.org_id, Customer.id == sub.customer_id)
-    ).one()
+    customer = session.get(Customer, (sub.org_id, sub.customer_id))
+    assert customer is not None, f"subscription {sub.id} names no customer"
+    return customer
 
 
 def timezone_of(session: Session, customer: Customer) -> str:

@@ -14,6 +14,7 @@ from kassa.core.clock import Clock
 from kassa.core.context import Principal
 from kassa.core.ids import looks_like_id, new_id
 from kassa.core.pagination import paginate
+from kassa.db import cache
 from kassa.db.unique import flush_unique
 
 
@@ -55,10 +56,10 @@ def resolve(session: Session, org_id: str, ref: str) -> Meter:
 
 
 def by_ids(session: Session, org_id: str, ids: Sequence[str]) -> dict[str, Meter]:
-    """Meters by id (the identity map answers repeats within a transaction)."""
+    """Meters by id (loaded once per transaction)."""
     found = {}
     for meter_id in set(ids):
-        meter = session.get(Meter, (org_id, meter_id))
+        meter = cache.get(session, Meter, (org_id, meter_id))
         if meter is not None:
             found[meter_id] = meter
     return found

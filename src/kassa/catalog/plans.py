@@ -16,6 +16,7 @@ from kassa.core.context import Principal
 from kassa.core.errors import field_error
 from kassa.core.ids import looks_like_id, new_id
 from kassa.core.pagination import paginate
+from kassa.db import cache
 from kassa.db.unique import flush_unique
 from kassa.pricing import Charge, PlanPricing, PricingError, parse_charge
 
@@ -99,10 +100,10 @@ def create(session: Session, principal: Principal, data: schemas.PlanIn, clock: 
 
 
 def resolve(session: Session, org_id: str, ref: str, *, lock: bool = False) -> Plan:
-    """A plan by id or code. By id without a lock, the session's identity map answers
+    """A plan by id or code. By id without a lock, a per-transaction cache answers
     repeated lookups (a billing chunk resolves the same few plans thousands of times)."""
     if not lock and looks_like_id(ref, "plan"):
-        found = session.get(Plan, (org_id, ref))
+        found = cache.get(session, Plan, (org_id, ref))
         if found is None:
             raise errors.PlanNotFound(detail=f"No plan {ref!r} in this organization.")
         return found
@@ -118,7 +119,7 @@ def resolve(session: Session, org_id: str, ref: str, *, lock: bool = False) -> P
 
 def version_of(session: Session, plan: Plan, version: int | None = None) -> PlanVersion:
     wanted = plan.current_version if version is None else version
-    row = session.get(PlanVersion, (plan.org_id, plan.id, wanted))
+    row = cache.get(session, PlanVersion, (plan.org_id, plan.id, wanted))
     if row is None:
         raise errors.PlanVersionNotFound(detail=f"Plan {plan.code} has no version {wanted}.")
     return row

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from kassa.core.context import Principal
 from kassa.core.errors import NotFound, field_error
 from kassa.core.ids import new_id
+from kassa.db import cache
 from kassa.orgs import rules
 from kassa.orgs.models import Organization
 from kassa.orgs.schemas import Dunning, Org, OrgPatch
@@ -47,7 +48,7 @@ def create_org(
 
 
 def load(session: Session, org_id: str) -> Organization:
-    org = session.get(Organization, org_id)
+    org = cache.get(session, Organization, org_id)
     if org is None:
         raise NotFound(detail="Organization not found.")
     return org

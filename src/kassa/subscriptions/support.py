@@ -14,6 +14,7 @@ from kassa.core.clock import Clock
 from kassa.core.errors import Conflict, NotFound
 from kassa.core.ids import looks_like_id
 from kassa.customers.models import Customer
+from kassa.db import cache
 from kassa.events import service as events
 from kassa.orgs import service as orgs
 from kassa.subscriptions import rules
@@ -49,7 +50,7 @@ def load(session: Session, org_id: str, sub_id: str, *, lock: bool = False) -> S
 
 
 def customer_of(session: Session, sub: Subscription) -> Customer:
-    customer = session.get(Customer, (sub.org_id, sub.customer_id))
+    customer = cache.get(session, Customer, (sub.org_id, sub.customer_id))
     assert customer is not None, f"subscription {sub.id} names no customer"
     return customer
 

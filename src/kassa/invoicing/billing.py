@@ -42,7 +42,8 @@ class RunResult:
     invoices_finalized: int = 0
 
 
-def _no_test_clock(stmt_owner: type[Subscription] | type[Invoice]) -> object:
+def _on_test_clock(stmt_owner: type[Subscription] | type[Invoice]) -> object:
+    """EXISTS: the row's customer runs on a test clock (those bill as their clock moves)."""
     return (
         select(Customer.id)
         .where(
@@ -128,7 +129,7 @@ def _due_subscriptions(
             .where(
                 Subscription.org_id == org_id,
                 Subscription.next_action_at <= as_of,
-                ~_no_test_clock(Subscription),  # type: ignore[operator]
+                ~_on_test_clock(Subscription),  # type: ignore[operator]
             )
             .order_by(Subscription.next_action_at, Subscription.id)
             .limit(limit)
@@ -145,7 +146,7 @@ def _due_drafts(session: Session, org_id: str, as_of: datetime, limit: int) -> l
                 Invoice.org_id == org_id,
                 Invoice.status == "draft",
                 Invoice.finalize_at <= as_of,
-                ~_no_test_clock(Invoice),  # type: ignore[operator]
+                ~_on_test_clock(Invoice),  # type: ignore[operator]
             )
             .order_by(Invoice.finalize_at, Invoice.id)
             .limit(limit)

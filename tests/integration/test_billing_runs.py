@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -144,6 +145,7 @@ def _cli(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
     )
 
 
+@pytest.mark.slow
 def test_a_billing_worker_killed_at_random_moments_never_double_bills(
     client: TestClient, tenant: Tenant, rt: Runtime, settings: Settings
 ) -> None:

@@ -97,7 +97,9 @@ def run(
                 for sub in subs:
                     result.transitions += engine.advance(session, sub, as_of, clock)
                 issued = session.info.pop("invoices_issued", 0)
+                finalized = session.info.pop("invoices_finalized", 0)
             result.invoices_created += issued  # counted once the chunk has committed
+            result.invoices_finalized += finalized
             if progress and subs:
                 progress("subscriptions", len(subs))
             if len(subs) < chunk:
@@ -107,7 +109,8 @@ def run(
                 drafts = _due_drafts(session, org, as_of, chunk)
                 for invoice in drafts:
                     service.finalize(session, invoice, as_of, clock)
-                result.invoices_finalized += len(drafts)
+                finalized = session.info.pop("invoices_finalized", 0)
+            result.invoices_finalized += finalized
             if progress and drafts:
                 progress("invoices", len(drafts))
             if len(drafts) < chunk:

@@ -296,6 +296,7 @@ def finalize(session: Session, invoice: Invoice, now: datetime, clock: Clock) ->
     invoice.sequence = sequence
     invoice.number = f"{org.invoice_prefix}-{sequence:06d}"
     invoice.status = "open"
+    session.info["invoices_finalized"] = session.info.get("invoices_finalized", 0) + 1
     invoice.finalized_at = now
     invoice.due_at = now + timedelta(days=invoice.payment_terms_days)
     invoice.seller = {

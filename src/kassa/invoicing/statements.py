@@ -28,12 +28,6 @@ _DESCRIPTIONS = {
 }
 
 
-def _signed(account: LedgerAccount, debit: int, credit: int) -> int:
-    """What an entry adds to what the customer owes: receivable debits and credit-account
-    debits (credit used up) increase it; the opposite sides decrease it."""
-    return debit - credit
-
-
 def balance(session: Session, org_id: str, customer_id: str) -> schemas.Balance:
     rows: dict[str, dict[str, int]] = defaultdict(lambda: {"receivable": 0, "credit": 0})
     for account, debit, credit in ledger.account_balances(session, org_id, customer_id=customer_id):
@@ -76,8 +70,9 @@ def statement(
     ).all()  # fmt: skip
     opening = 0
     per_tx: dict[str, tuple[LedgerTransaction, int, int]] = {}
-    for entry, account, tx in rows:
-        amount = _signed(account, entry.debit, entry.credit)
+    for entry, _account, tx in rows:
+        # debits of the receivable or of the credit account raise what the customer owes
+        amount = entry.debit - entry.credit
         if entry.occurred_at < lo:
             opening += amount
             continue

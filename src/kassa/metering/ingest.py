@@ -21,10 +21,17 @@ from kassa.core.ids import looks_like_id, new_ids
 from kassa.customers.models import Customer
 from kassa.metering import anomaly, late
 from kassa.metering.models import UsageEvent
-from kassa.metering.rules import MeterSpec, ParsedEvent, Rejection, parse_event, parse_timestamp
+from kassa.metering.rules import (
+    MAX_BATCH,
+    MeterSpec,
+    ParsedEvent,
+    Rejection,
+    parse_event,
+    parse_timestamp,
+)
 from kassa.orgs.models import Organization
 
-MAX_BATCH = 10_000
+__all__ = ["MAX_BATCH", "IngestResult", "ingest", "meter_specs"]
 
 _TEMP = text(
     """
@@ -176,7 +183,7 @@ def ingest(
         if customer_id is None:
             result.rejected.append(
                 Rejection(
-                    event.index, "unknown_customer", f"customer: no customer {event.customer!r}"
+                    event.position, "unknown_customer", f"customer: no customer {event.customer!r}"
                 )
             )
             continue
@@ -184,7 +191,7 @@ def ingest(
             [
                 next(ids), event.event_id, customer_id, event.meter_id, event.event_name,
                 event.timestamp, event.value, event.unique_value,
-                _json(event.properties), event.index, False,
+                _json(event.properties), event.position, False,
             ]
         )  # fmt: skip
     corrections = _closed_periods(session, org_id, rows, now, result)

@@ -18,6 +18,14 @@ def set_user(session: Session, user_id: str) -> None:
     session.execute(_SET, {"name": "app.user_id", "value": user_id})
 
 
+def set_user_and_org(session: Session, user_id: str, org_id: str) -> None:
+    """``set_user`` and ``set_org`` in one round trip (every user request does both)."""
+    session.execute(
+        text("SELECT set_config('app.user_id', :user, true), set_config('app.org_id', :org, true)"),
+        {"user": user_id, "org": org_id},
+    )
+
+
 def set_api_key_hash(session: Session, key_hash: str) -> None:
     """Let the transaction find the one API key row whose hash was presented."""
     session.execute(_SET, {"name": "app.api_key_hash", "value": key_hash})

@@ -248,8 +248,7 @@ def authenticate(session: Session, keyring: KeyRing, clock: Clock, token: str) -
 
     claims = keyring.verify_access_token(session, token)
     user_id, org_id = str(claims["sub"]), str(claims["org"])
-    rls.set_user(session, user_id)
-    rls.set_org(session, org_id)
+    rls.set_user_and_org(session, user_id, org_id)
     membership = session.scalars(
         select(Membership).where(Membership.org_id == org_id, Membership.user_id == user_id)
     ).one_or_none()

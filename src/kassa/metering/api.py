@@ -273,9 +273,8 @@ def customer_usage(
     from_: AwareDatetime | None = Query(None, alias="from"),
     to: AwareDatetime | None = Query(None),
     group_by: str | None = Query(None, max_length=100, description="A property to group by"),
-    filter_: list[str] = Query(
-        default_factory=list, alias="filter", description="property=value (repeatable)"
-    ),
+    # a default, not default_factory: pydantic inspects a factory's signature on every call
+    filter_: list[str] = Query([], alias="filter", description="property=value (repeatable)"),
     who: Principal = Depends(READ),
     session: Session = Depends(db),
     rt: Runtime = Depends(runtime),

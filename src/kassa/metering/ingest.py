@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, any_, bindparam, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from kassa.catalog.models import Meter
@@ -19,6 +18,7 @@ from kassa.core import jsoncodec
 from kassa.core.clock import Clock, FrozenClock
 from kassa.core.ids import looks_like_id, new_ids
 from kassa.customers.models import Customer
+from kassa.db.textlist import among
 from kassa.metering import anomaly, late
 from kassa.metering.models import UsageEvent
 from kassa.metering.rules import (
@@ -27,7 +27,6 @@ from kassa.metering.rules import (
     ParsedEvent,
     Rejection,
     parse_event,
-    parse_timestamp,
 )
 from kassa.orgs.models import Organization
 
@@ -93,6 +92,11 @@ _FOLD = text(
 )
 
 
+# the columns of a row for usage_incoming (COPY order)
+_ID, _EVENT_ID, _CUSTOMER, _METER = 0, 1, 2, 3
+_LATE = 9
+
+
 @dataclass
 class IngestResult:
     accepted: int = 0
@@ -124,8 +128,7 @@ def meter_specs(session: Session, org_id: str) -> dict[str, MeterSpec]:
 
 def _resolve_customers(session: Session, org_id: str, refs: set[str]) -> dict[str, str]:
     """Customer references (id or external_id, as ``customers.resolve`` reads them) →
-    customer id, live customers only. One array parameter per query: thousands of refs in
-    an IN list cost more to plan than to run."""
+    customer id, live customers only."""
     if not refs:
         return {}
     ids = [r for r in refs if looks_like_id(r, "cus")]
@@ -134,22 +137,18 @@ def _resolve_customers(session: Session, org_id: str, refs: set[str]) -> dict[st
     live = (Customer.org_id == org_id, Customer.deleted_at.is_(None))
     if ids:
         for (cid,) in session.execute(
-            select(Customer.id).where(*live, Customer.id == any_(_text_array(ids)))
+            select(Customer.id).where(*live, among(Customer.id, ids, "ids"))
         ):
             found[cid] = cid
     if externals:
         for cid, external in session.execute(
             select(Customer.id, Customer.external_id).where(
-                *live, Customer.external_id == any_(_text_array(externals))
+                *live, among(Customer.external_id, externals, "externals")
             )
         ):
             if external is not None:
                 found[external] = cid
     return found
-
-
-def _text_array(values: list[str]) -> Any:
-    return bindparam("refs", values, type_=ARRAY(String))
 
 
 def ingest(
@@ -176,7 +175,8 @@ def ingest(
             seen.add(event.event_id)
             parsed.append(event)
     customers = _resolve_customers(session, org_id, {e.customer for e in parsed})
-    rows = []
+    events: list[ParsedEvent] = []
+    rows: list[list[Any]] = []  # usage_incoming's columns, in COPY order
     ids = iter(new_ids("evt", len(parsed)))
     for event in parsed:
         customer_id = customers.get(event.customer)
@@ -187,16 +187,16 @@ def ingest(
                 )
             )
             continue
+        events.append(event)
         rows.append(
             [
                 next(ids), event.event_id, customer_id, event.meter_id, event.event_name,
-                event.timestamp, event.value, event.unique_value,
-                _json(event.properties), event.position, False,
+                event.timestamp, event.value, event.unique_value, _json(event.properties), False,
             ]
         )  # fmt: skip
-    corrections = _closed_periods(session, org_id, rows, now, result)
+    corrections = _closed_periods(session, org_id, rows, events, now, result)
     result.rejected.sort(key=lambda r: r.index)
-    rows = [row for row in rows if row[-1] is not None]
+    rows = [row for row in rows if row[_LATE] is not None]
     if not rows:
         return result
     session.execute(_TEMP)
@@ -207,7 +207,7 @@ def ingest(
         " unique_value, properties, late) FROM STDIN"
     ) as copy:
         for row in rows:
-            copy.write_row((*row[:9], row[10]))
+            copy.write_row(row)
     inserted, _, _ = session.execute(_FOLD, {"org": org_id, "now": now}).one()
     session.execute(text("TRUNCATE usage_incoming"))
     result.accepted = int(inserted)
@@ -215,14 +215,11 @@ def ingest(
     if corrections:
         _bill_corrections(session, org_id, corrections, FrozenClock(now))
     if inserted:
-        pairs = {(str(row[2]), str(row[3])) for row in rows if row[3]}
-        _check_anomalies(session, org_id, pairs, now)
+        _check_anomalies(session, org_id, rows, now)
     return result
 
 
-def _check_anomalies(
-    session: Session, org_id: str, pairs: set[tuple[str, str]], now: datetime
-) -> None:
+def _check_anomalies(session: Session, org_id: str, rows: list[list[Any]], now: datetime) -> None:
     """Flag (once per period) customers whose usage jumped on meters with a rule."""
     watched = {
         m.id: m
@@ -230,9 +227,9 @@ def _check_anomalies(
             select(Meter).where(Meter.org_id == org_id, Meter.anomaly_multiplier.is_not(None))
         )
     }
-    pairs = {p for p in pairs if p[1] in watched}
-    if not pairs:
+    if not watched:
         return
+    pairs = {(row[_CUSTOMER], row[_METER]) for row in rows if row[_METER] in watched}
     wins = late.windows(session, org_id, {customer for customer, _ in pairs}, now)
     for customer_id, meter_id in sorted(pairs):
         window = wins.get((customer_id, meter_id))
@@ -255,40 +252,42 @@ class _Correction:
 
 
 def _closed_periods(
-    session: Session, org_id: str, rows: list[list[Any]], now: datetime, result: IngestResult
-) -> dict[tuple[str, str, datetime], _Correction]:
+    session: Session, org_id: str, rows: list[list[Any]], events: list[ParsedEvent],
+    now: datetime, result: IngestResult,
+) -> dict[tuple[str, str, datetime], _Correction]:  # fmt: skip
     """Find events for periods already closed: reject them (``period_closed``) or, when the
     org bills late usage, mark them late and note what their period came to before them.
-    A rejected row gets ``None`` as its last field (dropped by the caller)."""
-    counted = [row for row in rows if row[3] is not None]
+    A rejected row gets ``None`` as its ``late`` field (dropped by the caller)."""
+    counted = [i for i, row in enumerate(rows) if row[_METER] is not None]
     if not counted:
         return {}
-    wins = late.windows(session, org_id, {row[2] for row in counted}, now)
+    wins = late.windows(session, org_id, {rows[i][_CUSTOMER] for i in counted}, now)
     if not wins:
         return {}
     policy = session.scalar(select(Organization.late_usage).where(Organization.id == org_id))
     corrections: dict[tuple[str, str, datetime], _Correction] = {}
-    for row in counted:
-        window = wins.get((row[2], row[3]))
-        ts = parse_timestamp(row[5])
-        if window is None or ts is None or ts >= window.open_from:
+    for i in counted:
+        row, ts = rows[i], events[i].ts
+        meter_id = row[_METER]
+        window = wins.get((row[_CUSTOMER], meter_id))
+        if window is None or ts >= window.open_from:
             continue
         if ts < window.subscription.start_at:
             continue  # before the subscription: no invoice covers it
         if policy != "adjust":
             result.rejected.append(
-                Rejection(row[-2], "period_closed",
+                Rejection(events[i].position, "period_closed",
                           "timestamp: falls in a billing period that is already invoiced")
             )  # fmt: skip
-            row[-1] = None
+            row[_LATE] = None
             continue
-        row[-1] = True
+        row[_LATE] = True
         period = late.period_containing(session, window.subscription, ts)
-        key = (window.subscription.id, row[3], period[0])
+        key = (window.subscription.id, meter_id, period[0])
         if key not in corrections:
-            before = late.charge_amount(session, window.subscription, row[3], *period)
-            corrections[key] = _Correction(window, row[3], period, before)
-        corrections[key].ids[row[0]] = row[1]
+            before = late.charge_amount(session, window.subscription, meter_id, *period)
+            corrections[key] = _Correction(window, meter_id, period, before)
+        corrections[key].ids[row[_ID]] = row[_EVENT_ID]
     return corrections
 
 

@@ -14,8 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import String, any_, bindparam, select, tuple_
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from kassa.catalog.models import Meter, PlanVersion
@@ -23,6 +22,7 @@ from kassa.clocks.models import TestClock
 from kassa.core.clock import Clock
 from kassa.core.ids import new_id
 from kassa.customers.models import Customer
+from kassa.db.textlist import among
 from kassa.pricing import parse_charge, rate_charge
 from kassa.subscriptions import rules as periods
 from kassa.subscriptions import support
@@ -51,7 +51,7 @@ def windows(
         select(Subscription)
         .where(
             Subscription.org_id == org_id,
-            Subscription.customer_id == any_(bindparam("ids", ids, type_=ARRAY(String))),
+            among(Subscription.customer_id, ids, "ids"),
             Subscription.status.in_(LIVE),
         )
         .order_by(Subscription.id)
@@ -86,7 +86,7 @@ def windows(
             )
             .where(
                 Customer.org_id == org_id,
-                Customer.id == any_(bindparam("cids", ids, type_=ARRAY(String))),
+                among(Customer.id, ids, "cids"),
             )
         )
     }

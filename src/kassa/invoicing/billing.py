@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from kassa.core.clock import Clock
 from kassa.customers.models import Customer
 from kassa.db.engine import Database
-from kassa.invoicing import service
+from kassa.invoicing import bulk, service
 from kassa.invoicing.models import Invoice
 from kassa.orgs.models import Organization
 from kassa.subscriptions import engine
@@ -83,9 +83,12 @@ def _orgs(db: Database, org_id: str | None) -> list[str]:
 
 def run(
     db: Database, clock: Clock, as_of: datetime | None = None, *, org_id: str | None = None,
-    chunk: int = CHUNK, progress: Progress | None = None,
+    chunk: int = CHUNK, progress: Progress | None = None, set_based: bool = True,
 ) -> RunResult:  # fmt: skip
-    """Bill everything due at ``as_of`` (default now; never later than now)."""
+    """Bill everything due at ``as_of`` (default now; never later than now). ``set_based``
+    takes the common case of each chunk in bulk (``bulk``); False bills every subscription
+    and finalizes every draft one at a time (the reference the bulk path is tested against).
+    """
     now = clock.now()
     as_of = min(as_of or now, now)
     result = RunResult(as_of)
@@ -93,27 +96,50 @@ def run(
         result.organizations += 1
         while True:
             with db.transaction(org) as session:
-                subs = _due_subscriptions(session, org, as_of, chunk)
-                for sub in subs:
-                    result.transitions += engine.advance(session, sub, as_of, clock)
+                if set_based:
+                    due = bulk.due_subscriptions(
+                        session,
+                        org,
+                        as_of,
+                        chunk,
+                        ~_on_test_clock(Subscription),  # type: ignore[operator]
+                    )
+                    count = len(due)
+                    result.transitions += bulk.bill_chunk(session, due, as_of, clock)
+                else:
+                    subs = _due_subscriptions(session, org, as_of, chunk)
+                    count = len(subs)
+                    for sub in subs:
+                        result.transitions += engine.advance(session, sub, as_of, clock)
                 issued = session.info.pop("invoices_issued", 0)
                 finalized = session.info.pop("invoices_finalized", 0)
             result.invoices_created += issued  # counted once the chunk has committed
             result.invoices_finalized += finalized
-            if progress and subs:
-                progress("subscriptions", len(subs))
-            if len(subs) < chunk:
+            if progress and count:
+                progress("subscriptions", count)
+            if count < chunk:
                 break
         while True:
             with db.transaction(org) as session:
-                drafts = _due_drafts(session, org, as_of, chunk)
-                for invoice in drafts:
-                    service.finalize(session, invoice, as_of, clock)
+                if set_based:
+                    count = bulk.finalize_drafts(
+                        session,
+                        org,
+                        as_of,
+                        chunk,
+                        ~_on_test_clock(Invoice),  # type: ignore[operator]
+                        clock,
+                    )
+                else:
+                    drafts = _due_drafts(session, org, as_of, chunk)
+                    count = len(drafts)
+                    for invoice in drafts:
+                        service.finalize(session, invoice, as_of, clock)
                 finalized = session.info.pop("invoices_finalized", 0)
             result.invoices_finalized += finalized
-            if progress and drafts:
-                progress("invoices", len(drafts))
-            if len(drafts) < chunk:
+            if progress and count:
+                progress("invoices", count)
+            if count < chunk:
                 break
     if result.transitions or result.invoices_finalized:
         log.info(

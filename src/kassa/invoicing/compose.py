@@ -13,11 +13,11 @@ Billing points:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
@@ -28,10 +28,11 @@ from kassa.core.money import multiply, round_minor
 from kassa.customers.models import Customer
 from kassa.ledger import postings as accounts
 from kassa.orgs import service as orgs
+from kassa.orgs.models import Organization
 from kassa.pricing import Period, PlanPricing, Usage, rate
 from kassa.subscriptions import service as subscriptions
 from kassa.subscriptions import support
-from kassa.subscriptions.models import Subscription
+from kassa.subscriptions.models import Adjustment, Subscription
 from kassa.tax import rules as tax
 
 Point = Literal["start", "period_end", "final"]
@@ -71,8 +72,7 @@ class Line:
 
 
 @dataclass
-class Composition:
-    customer: Customer
+class Parts:
     plan: Plan
     version: PlanVersion
     quantity: int
@@ -87,6 +87,11 @@ class Composition:
     @property
     def coupon_used(self) -> bool:
         return any(line.kind == "discount" for line in self.lines)
+
+
+@dataclass(kw_only=True)
+class Composition(Parts):
+    customer: Customer
 
 
 def coupon_applies(coupon: Coupon | None, periods_used: int) -> bool:
@@ -119,11 +124,17 @@ def discount_line(coupon: Coupon, lines: list[Line], period: tuple[datetime, dat
 
 
 def party(customer: Customer) -> tax.TaxParty:
+    return tax_party(customer.address, customer.tax_kind, customer.tax_id, customer.tax_exempt)
+
+
+def tax_party(
+    address: Mapping[str, Any] | None, kind: str, tax_id: str | None, exempt: bool
+) -> tax.TaxParty:
     return tax.TaxParty(
-        country=(customer.address or {}).get("country"),
-        kind=customer.tax_kind,  # type: ignore[arg-type]
-        tax_id=customer.tax_id,
-        exempt=customer.tax_exempt,
+        country=(address or {}).get("country"),
+        kind=kind,  # type: ignore[arg-type]
+        tax_id=tax_id,
+        exempt=exempt,
     )
 
 
@@ -131,8 +142,83 @@ def tax_decision(
     session: Session, org_id: str, customer: Customer, on: datetime
 ) -> tax.TaxDecision:
     org = orgs.load(session, org_id)
-    day = on.astimezone(ZoneInfo(customer.timezone or org.timezone)).date()
-    return tax.determine(org.tax_ruleset, org.country, party(customer), day)
+    return decide(org, party(customer), customer.timezone or org.timezone, on)
+
+
+def decide(org: Organization, buyer: tax.TaxParty, tz: str, on: datetime) -> tax.TaxDecision:
+    """The tax decision for a sale to ``buyer`` on the day ``on`` falls on in zone ``tz``."""
+    day = on.astimezone(ZoneInfo(tz)).date()
+    return tax.determine(org.tax_ruleset, org.country, buyer, day)
+
+
+class Billable(Protocol):
+    """What a composition reads of a subscription (a ``Subscription`` row, or the bulk
+    billing path's plain copy of one)."""
+
+    @property
+    def org_id(self) -> str: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def plan_id(self) -> str: ...
+    @property
+    def plan_version(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def quantity(self) -> int: ...
+    @property
+    def coupon_id(self) -> str | None: ...
+    @property
+    def coupon_periods_used(self) -> int: ...
+    @property
+    def start_at(self) -> datetime: ...
+    @property
+    def billing_anchor(self) -> datetime: ...
+    @property
+    def trial_end(self) -> datetime | None: ...
+    @property
+    def current_period_start(self) -> datetime: ...
+    @property
+    def current_period_end(self) -> datetime: ...
+    @property
+    def cancel_at_period_end(self) -> bool: ...
+    @property
+    def pending_plan_id(self) -> str | None: ...
+    @property
+    def pending_plan_version(self) -> int | None: ...
+    @property
+    def pending_quantity(self) -> int | None: ...
+
+
+@dataclass
+class Sources:
+    """Where a composition's inputs come from: the session, one subscription at a time
+    (``compose``), or a billing chunk's maps loaded once (the bulk billing path)."""
+
+    plan: Callable[[str, int | None], tuple[Plan, PlanVersion]]  # (plan id, version)
+    pricing: Callable[[Plan, PlanVersion], PlanPricing]
+    usage: Callable[[datetime, datetime], Mapping[str, Usage]]
+    adjustments: Callable[[], Sequence[Adjustment]]
+    coupon: Callable[[str], Coupon]
+    decision: Callable[[datetime], tax.TaxDecision]  # the tax decision on the issue date
+
+
+def session_sources(
+    session: Session, sub: Subscription, customer: Customer, usage_source: UsageSource
+) -> Sources:
+    def plan(plan_id: str, version: int | None) -> tuple[Plan, PlanVersion]:
+        found = plans.resolve(session, sub.org_id, plan_id)
+        return found, plans.version_of(session, found, version)
+
+    return Sources(
+        plan=plan,
+        pricing=lambda p, v: plans.pricing(session, p, v),
+        usage=lambda start, end: usage_source(session, sub, start, end),
+        adjustments=lambda: subscriptions.pending_adjustments(session, sub),
+        coupon=lambda ref: coupons.resolve(session, sub.org_id, ref),
+        decision=lambda on: tax_decision(session, sub.org_id, customer, on),
+    )
 
 
 def compose(
@@ -142,7 +228,15 @@ def compose(
     """The invoice of ``sub`` at ``point`` (``at`` only for ``final``: the cancel instant)."""
     customer = support.customer_of(session, sub)
     tz = support.timezone_of(session, customer)
-    plan, version = support.plan_of(session, sub)
+    parts = build(sub, point, tz, session_sources(session, sub, customer, usage_source), at=at)
+    return Composition(customer=customer, **vars(parts))
+
+
+def build(
+    sub: Billable, point: Point, tz: str, src: Sources, *, at: datetime | None = None
+) -> Parts:
+    """``compose`` without the loading: every input comes from ``src``."""
+    plan, version = src.plan(sub.plan_id, sub.plan_version)
     interval = support.interval_of(plan)
     revenue = accounts.revenue(plan.code)
     lines: list[Line] = []
@@ -157,6 +251,11 @@ def compose(
                      period_start=start, period_end=end)
             )  # fmt: skip
 
+    def usage(period: tuple[datetime, datetime]) -> None:
+        pricing = src.pricing(plan, version)
+        if pricing.charges:
+            lines.extend(rate_usage(pricing, revenue, sub.quantity, period, src.usage(*period)))
+
     if point == "start":
         period = (sub.current_period_start, sub.current_period_end)
         if sub.status in ("scheduled", "trialing"):
@@ -169,7 +268,7 @@ def compose(
         period = (sub.current_period_start, max(at, sub.current_period_start))
         issued_at = at
         if sub.status not in ("paused", "scheduled", "trialing") and period[1] > period[0]:
-            _usage_lines(session, sub, lines, plan, version, period, usage_source, revenue)
+            usage(period)
     else:
         issued_at = sub.current_period_end
         period = (sub.current_period_start, sub.current_period_end)
@@ -177,17 +276,16 @@ def compose(
         if billing and not version.pay_in_advance:
             fixed(version, sub.quantity, *period)
         if billing:
-            _usage_lines(session, sub, lines, plan, version, period, usage_source, revenue)
+            usage(period)
         if billing and version.pay_in_advance and not sub.cancel_at_period_end:
-            next_plan = plans.resolve(session, sub.org_id, sub.pending_plan_id or sub.plan_id)
-            next_version = plans.version_of(
-                session, next_plan, sub.pending_plan_version or sub.plan_version
+            _, next_version = src.plan(
+                sub.pending_plan_id or sub.plan_id, sub.pending_plan_version or sub.plan_version
             )
             next_period = support.first_period(period[1], sub.billing_anchor, interval, tz)
             fixed(next_version, sub.pending_quantity or sub.quantity, *next_period)
     adjustment_ids = []
     if point != "start":
-        for adj in subscriptions.pending_adjustments(session, sub):
+        for adj in src.adjustments():
             adjustment_ids.append(adj.id)
             lines.append(
                 Line(
@@ -198,18 +296,33 @@ def compose(
                     period_end=adj.period_end, event_ids=adj.event_ids, adjustment_id=adj.id,
                 )
             )  # fmt: skip
-    coupon = coupons.resolve(session, sub.org_id, sub.coupon_id) if sub.coupon_id else None
+    coupon = src.coupon(sub.coupon_id) if sub.coupon_id else None
     if coupon is not None and coupon_applies(coupon, sub.coupon_periods_used):
         line = discount_line(coupon, lines, period)
         if line.amount:
             lines.append(line)
-    return Composition(
-        customer=customer, plan=plan, version=version, quantity=sub.quantity,
-        currency=plan.currency, period=period, issued_at=issued_at, lines=lines,
+    return Parts(
+        plan=plan, version=version, quantity=sub.quantity, currency=plan.currency,
+        period=period, issued_at=issued_at, lines=lines,
         coupon=coupon if coupon_applies(coupon, sub.coupon_periods_used) else None,
-        decision=tax_decision(session, sub.org_id, customer, issued_at),
-        adjustment_ids=adjustment_ids,
+        decision=src.decision(issued_at), adjustment_ids=adjustment_ids,
     )  # fmt: skip
+
+
+def rate_usage(
+    pricing: PlanPricing, revenue: str, quantity: int, period: tuple[datetime, datetime],
+    usage: Mapping[str, Usage],
+) -> list[Line]:  # fmt: skip
+    """The usage lines of ``pricing``'s charges (the pure pricing library rates them)."""
+    usage_only = PlanPricing(pricing.name, pricing.currency, 0, pricing.charges)
+    return [
+        Line(
+            kind="usage", description=line.description, quantity=line.quantity,
+            unit_amount=line.unit_amount, amount=line.amount, account=revenue,
+            meter=line.meter, period_start=line.period_start, period_end=line.period_end,
+        )
+        for line in rate(usage_only, usage, Period(*period), quantity)
+    ]  # fmt: skip
 
 
 def usage_lines(
@@ -219,30 +332,7 @@ def usage_lines(
     pricing = plans.pricing(session, plan, version)
     if not pricing.charges:
         return []
-    usage_only = PlanPricing(pricing.name, pricing.currency, 0, pricing.charges)
-    return [
-        Line(
-            kind="usage", description=line.description, quantity=line.quantity,
-            unit_amount=line.unit_amount, amount=line.amount,
-            account=accounts.revenue(plan.code), meter=line.meter,
-            period_start=line.period_start, period_end=line.period_end,
-        )
-        for line in rate(usage_only, usage, Period(*period), quantity)
-    ]  # fmt: skip
-
-
-def _usage_lines(
-    session: Session, sub: Subscription, lines: list[Line], plan: Plan, version: PlanVersion,
-    period: tuple[datetime, datetime], usage_source: UsageSource, revenue: str,
-) -> None:  # fmt: skip
-    pricing = plans.pricing(session, plan, version)
-    if not pricing.charges:
-        return
-    usage = usage_source(session, sub, *period)
-    lines.extend(
-        usage_lines(session, sub.org_id, sub.customer_id, plan, version, sub.quantity, period,
-                    usage)
-    )  # fmt: skip
+    return rate_usage(pricing, accounts.revenue(plan.code), quantity, period, usage)
 
 
 def tax_rows(decision: tax.TaxDecision, lines: list[Line]) -> list[tax.TaxLine]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import insert
@@ -236,6 +236,19 @@ def next_number(session: Session, org_id: str, kind: str) -> int:
     )
 
 
+def next_numbers(session: Session, org_id: str, kind: str, count: int) -> int:
+    """``next_number`` for ``count`` documents at once: returns the first of the
+    ``count`` consecutive numbers now taken (the counter row stays locked likewise)."""
+    last = session.execute(
+        text(
+            "INSERT INTO document_counters AS c (org_id, kind, last) VALUES (:org, :kind, :n)"
+            " ON CONFLICT (org_id, kind) DO UPDATE SET last = c.last + :n RETURNING last"
+        ),
+        {"org": org_id, "kind": kind, "n": count},
+    ).scalar_one()
+    return int(last) - count + 1
+
+
 def refresh_usage(session: Session, invoice: Invoice) -> None:
     """Re-rate a draft's usage for its period (late events that arrived within the meters'
     lateness count), then its discount and totals."""
@@ -299,15 +312,8 @@ def finalize(session: Session, invoice: Invoice, now: datetime, clock: Clock) ->
     session.info["invoices_finalized"] = session.info.get("invoices_finalized", 0) + 1
     invoice.finalized_at = now
     invoice.due_at = now + timedelta(days=invoice.payment_terms_days)
-    invoice.seller = {
-        "name": org.name, "address": org.address or {"country": org.country},
-        "tax_id": org.tax_id, "email": org.email,
-        "payment_instructions": org.payment_instructions,
-    }  # fmt: skip
-    invoice.buyer = {
-        "name": customer.name or customer.external_id or customer.id,
-        "address": customer.address or {}, "tax_id": customer.tax_id, "email": customer.email,
-    }  # fmt: skip
+    invoice.seller = seller_of(org)
+    invoice.buyer = buyer_of(customer)
     invoice.locale = customer.locale or invoice.locale
     invoice.updated_at = clock.now()
     session.flush()
@@ -474,9 +480,53 @@ def record_refund(
 
 
 def _event(invoice: Invoice) -> dict[str, Any]:
+    return event_data(
+        invoice.id, invoice.number, invoice.customer_id, invoice.subscription_id,
+        invoice.status, invoice.currency, invoice.total, invoice.amount_due,
+    )  # fmt: skip
+
+
+def event_data(
+    invoice_id: str, number: str | None, customer_id: str, subscription_id: str | None,
+    status: str, currency: str, total: int, amount_due: int,
+) -> dict[str, Any]:  # fmt: skip
+    """The payload of an invoice's domain events."""
     return {
-        "id": invoice.id, "object": "invoice", "number": invoice.number,
-        "customer": invoice.customer_id, "subscription": invoice.subscription_id,
-        "status": invoice.status, "currency": invoice.currency, "total": invoice.total,
-        "amount_due": invoice.amount_due,
+        "id": invoice_id, "object": "invoice", "number": number, "customer": customer_id,
+        "subscription": subscription_id, "status": status, "currency": currency,
+        "total": total, "amount_due": amount_due,
+    }  # fmt: skip
+
+
+class Buyer(Protocol):
+    """What the buyer snapshot reads of a customer (a ``Customer`` or a plain row)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def external_id(self) -> str | None: ...
+    @property
+    def address(self) -> dict[str, Any] | None: ...
+    @property
+    def tax_id(self) -> str | None: ...
+    @property
+    def email(self) -> str | None: ...
+
+
+def seller_of(org: Organization) -> dict[str, Any]:
+    """The seller block a finalized invoice keeps."""
+    return {
+        "name": org.name, "address": org.address or {"country": org.country},
+        "tax_id": org.tax_id, "email": org.email,
+        "payment_instructions": org.payment_instructions,
+    }  # fmt: skip
+
+
+def buyer_of(customer: Buyer) -> dict[str, Any]:
+    """The buyer block a finalized invoice keeps."""
+    return {
+        "name": customer.name or customer.external_id or customer.id,
+        "address": customer.address or {}, "tax_id": customer.tax_id, "email": customer.email,
     }  # fmt: skip

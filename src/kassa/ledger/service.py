@@ -4,6 +4,7 @@ boundary owns the transaction; the database checks the balance at commit."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -11,7 +12,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from kassa.core.clock import Clock
-from kassa.core.ids import new_id
+from kassa.core.ids import new_id, new_ids
+from kassa.db import bulk
 from kassa.ledger import postings as rules
 from kassa.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 
@@ -50,7 +52,7 @@ def _load(session: Session, org_id: str, codes: set[str], currency: str) -> dict
             select(LedgerAccount.code, LedgerAccount.id).where(
                 LedgerAccount.org_id == org_id,
                 LedgerAccount.currency == currency,
-                LedgerAccount.code.in_(codes),
+                bulk.among(LedgerAccount.code, codes),
             )
         )
     }
@@ -81,18 +83,131 @@ def post(
     if inserted is None:
         return None
     ids = accounts_for(session, org_id, {r[0] for r in rows}, currency, customer_id, clock)
-    session.execute(
-        insert(LedgerEntry),
-        [
-            {
-                "org_id": org_id, "transaction_id": tx_id, "line": n, "account_id": ids[code],
-                "debit": debit, "credit": credit, "currency": currency, "invoice_id": invoice,
-                "occurred_at": occurred_at,
-            }
-            for n, (code, debit, credit, invoice) in enumerate(rows, start=1)
-        ],
+    session.execute(  # one statement: the database checks the balance per statement
+        insert(LedgerEntry).values(
+            [
+                {
+                    "org_id": org_id, "transaction_id": tx_id, "line": n,
+                    "account_id": ids[code], "debit": debit, "credit": credit,
+                    "currency": currency, "invoice_id": invoice, "occurred_at": occurred_at,
+                }
+                for n, (code, debit, credit, invoice) in enumerate(rows, start=1)
+            ]
+        )
     )  # fmt: skip
     return tx_id
+
+
+@dataclass(frozen=True)
+class NewTransaction:
+    """One money event for ``post_many`` (the arguments of ``post``)."""
+
+    kind: str
+    source_type: str
+    source_id: str
+    key: str
+    currency: str
+    occurred_at: datetime
+    postings: Sequence[rules.Posting]
+    customer_id: str | None
+
+
+def post_many(
+    session: Session, org_id: str, txs: Sequence[NewTransaction], clock: Clock
+) -> list[str | None]:
+    """``post`` for many transactions in a handful of statements (a billing chunk): each is
+    recorded once (by key); returns each one's id, None where nothing was recorded."""
+    pending = []
+    for tx in txs:
+        rules.check_balanced(tx.postings)
+        pending.append(rules.entries(tx.postings))
+    todo = [(tx, rows) for tx, rows in zip(txs, pending, strict=True) if rows]
+    tx_ids = dict(zip((tx.key for tx, _ in todo), new_ids("ltx", len(todo)), strict=True))
+    now = clock.now()
+    inserted = set(
+        bulk.insert(
+            session, LedgerTransaction.__table__,  # type: ignore[arg-type]
+            ("org_id", "id", "kind", "source_type", "source_id", "idempotency_key", "currency",
+             "occurred_at", "created_at"),
+            [(org_id, tx_ids[tx.key], tx.kind, tx.source_type, tx.source_id, tx.key,
+              tx.currency, tx.occurred_at, now) for tx, _ in todo],
+            conflict="(org_id, idempotency_key) DO NOTHING", returning="id",
+        )
+    )  # fmt: skip
+    todo = [(tx, rows) for tx, rows in todo if tx_ids[tx.key] in inserted]
+    needed: dict[str, set[str]] = {}
+    owners: dict[tuple[str, str], str | None] = {}
+    for tx, rows in todo:
+        for code, *_ in rows:
+            needed.setdefault(tx.currency, set()).add(code)
+            owners[(code, tx.currency)] = tx.customer_id if ":cus_" in code else None
+    ids = _accounts_many(session, org_id, needed, owners, clock)
+    bulk.insert(
+        session, LedgerEntry.__table__,  # type: ignore[arg-type]
+        ("org_id", "transaction_id", "line", "account_id", "debit", "credit", "currency",
+         "invoice_id", "occurred_at"),
+        [(org_id, tx_ids[tx.key], n, ids[(code, tx.currency)], debit, credit, tx.currency,
+          invoice, tx.occurred_at)
+         for tx, rows in todo
+         for n, (code, debit, credit, invoice) in enumerate(rows, start=1)],
+    )  # fmt: skip
+    return [tx_ids[tx.key] if tx_ids.get(tx.key) in inserted else None for tx in txs]
+
+
+def _accounts_many(
+    session: Session, org_id: str, needed: dict[str, set[str]],
+    owners: dict[tuple[str, str], str | None], clock: Clock,
+) -> dict[tuple[str, str], str]:  # fmt: skip
+    """(code, currency) → account id for every needed account, creating missing ones."""
+
+    def load() -> dict[tuple[str, str], str]:
+        found: dict[tuple[str, str], str] = {}
+        for currency, codes in needed.items():
+            found.update(
+                ((code, currency), account_id)
+                for code, account_id in _load(session, org_id, codes, currency).items()
+            )
+        return found
+
+    found = load()
+    missing = sorted(key for key in owners if key not in found)
+    if missing:
+        now = clock.now()
+        bulk.insert(
+            session, LedgerAccount.__table__,  # type: ignore[arg-type]
+            ("org_id", "id", "code", "type", "currency", "customer_id", "created_at"),
+            [(org_id, account_id, code, rules.account_type(code), currency,
+              owners[(code, currency)], now)
+             for account_id, (code, currency) in zip(new_ids("la", len(missing)), missing,
+                                                     strict=True)],
+            conflict="(org_id, code, currency) DO NOTHING",
+        )  # fmt: skip
+        found = load()
+    return found
+
+
+def customer_credits(
+    session: Session, org_id: str, customer_ids: Sequence[str]
+) -> dict[tuple[str, str], int]:
+    """(customer, currency) → unused credit, for the customers that have any (nonzero)."""
+    codes = [rules.customer_credit(c) for c in customer_ids]
+    if not codes:
+        return {}
+    rows = session.execute(
+        select(
+            LedgerAccount.customer_id, LedgerAccount.currency,
+            func.coalesce(func.sum(LedgerEntry.credit), 0)
+            - func.coalesce(func.sum(LedgerEntry.debit), 0),
+        )
+        .join(
+            LedgerEntry,
+            (LedgerEntry.org_id == LedgerAccount.org_id)
+            & (LedgerEntry.account_id == LedgerAccount.id),
+        )
+        .where(LedgerAccount.org_id == org_id, bulk.among(LedgerAccount.code, codes))
+        .group_by(LedgerAccount.customer_id, LedgerAccount.currency)
+    )  # fmt: skip
+    return {(str(cus), cur): int(amount) for cus, cur, amount in rows if amount}
 
 
 def invoice_receivable(session: Session, org_id: str, invoice_id: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -71,6 +72,7 @@ def interval_of(plan: Plan) -> rules.Interval:
     return rules.Interval(plan.interval, plan.interval_count)  # type: ignore[arg-type]
 
 
+@functools.lru_cache(maxsize=4096)  # pure; a billing chunk asks the same few thousand times
 def first_period(
     start: datetime, anchor: datetime, interval: rules.Interval, tz: str
 ) -> tuple[datetime, datetime]:
@@ -92,6 +94,7 @@ def full_period(
     return start, stop
 
 
+@functools.lru_cache(maxsize=4096)  # pure, as first_period
 def fixed_fee(
     amount: int, quantity: int, start: datetime, end: datetime, anchor: datetime,
     interval: rules.Interval, tz: str,

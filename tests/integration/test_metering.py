@@ -11,11 +11,13 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
 from kassa.catalog.models import Meter
+from kassa.metering import series
 from kassa.metering import service as metering
-from kassa.metering.models import UsageEvent
+from kassa.metering.models import UsageEvent, UsageRollup
 from kassa.metering.rules import Point, aggregate
 from kassa.runtime import Runtime
 from tests.conftest import Tenant, create, make_customer, make_plan, make_subscription
@@ -297,45 +299,71 @@ def test_rollup_answers_equal_brute_force_over_raw_events(
     length_s: int,
 ) -> None:
     tenant, _ = property_org
-    cust = make_customer(client, tenant)
+    quiet, busy = make_customer(client, tenant), make_customer(client, tenant)
+    with rt.db.transaction(tenant.org_id) as session:  # busy before its events: folded live
+        for m in session.scalars(select(Meter).where(Meter.org_id == tenant.org_id)):
+            assert metering.roll_up(session, tenant.org_id, busy["id"], m.id)
     payload = []
-    for agg in AGGREGATIONS:
-        for i, (sec, v, u) in enumerate(events):
-            payload.append(
-                ev(
-                    f"{cust['id']}-{agg}-{i}",
-                    cust["id"],
-                    f"m_{agg}",
-                    T0 + timedelta(seconds=sec),
-                    v=str(v),
-                    u=u,
+    for cust in (quiet, busy):
+        for agg in AGGREGATIONS:
+            for i, (sec, v, u) in enumerate(events):
+                payload.append(
+                    ev(
+                        f"{cust['id']}-{agg}-{i}",
+                        cust["id"],
+                        f"m_{agg}",
+                        T0 + timedelta(seconds=sec),
+                        v=str(v),
+                        u=u,
+                    )
                 )
-            )
     if payload:
         assert batch(client, tenant, payload)["accepted"] == len(payload)
     start = T0 + timedelta(seconds=start_s)
     end = start + timedelta(seconds=length_s)
     with rt.db.transaction(tenant.org_id) as session:
-        for agg in AGGREGATIONS:
-            m = session.scalars(
-                select(Meter).where(Meter.org_id == tenant.org_id, Meter.event_name == f"m_{agg}")
-            ).one()
-            raw = session.execute(
-                select(
-                    UsageEvent.ts, UsageEvent.value, UsageEvent.unique_value, UsageEvent.id
-                ).where(
-                    UsageEvent.org_id == tenant.org_id,
-                    UsageEvent.customer_id == cust["id"],
-                    UsageEvent.meter_id == m.id,
-                )
-            ).all()
-            points = [Point(ts, val, uniq, eid) for ts, val, uniq, eid in raw]
-            before = max(
-                (p for p in points if p.ts < start), key=lambda p: (p.ts, p.order), default=None
+        rollups = {
+            customer: session.scalar(
+                select(func.count())
+                .select_from(UsageRollup)
+                .where(UsageRollup.org_id == tenant.org_id, UsageRollup.customer_id == customer)
             )
-            expected = aggregate(agg, points, start, end, before)  # type: ignore[arg-type]
-            got = metering.value(session, tenant.org_id, cust["id"], m, start, end)
-            assert got == expected, (agg, got, expected)
+            for customer in (quiet["id"], busy["id"])
+        }
+        assert rollups[quiet["id"]] == 0
+        assert (rollups[busy["id"]] or 0) > 0 or not events
+        assert_brute_force(session, tenant, quiet, start, end)
+        assert_brute_force(session, tenant, busy, start, end)
+
+
+def assert_brute_force(
+    session: Session, tenant: Tenant, cust: dict[str, Any], start: datetime, end: datetime
+) -> None:
+    """Every aggregation's answer for ``cust`` equals the definition over its raw events."""
+    for agg in AGGREGATIONS:
+        m = session.scalars(
+            select(Meter).where(Meter.org_id == tenant.org_id, Meter.event_name == f"m_{agg}")
+        ).one()
+        raw = session.execute(
+            select(UsageEvent.ts, UsageEvent.value, UsageEvent.unique_value, UsageEvent.id).where(
+                UsageEvent.org_id == tenant.org_id,
+                UsageEvent.customer_id == cust["id"],
+                UsageEvent.meter_id == m.id,
+            )
+        ).all()
+        points = [Point(ts, val, uniq, eid) for ts, val, uniq, eid in raw]
+        before = max(
+            (p for p in points if p.ts < start), key=lambda p: (p.ts, p.order), default=None
+        )
+        expected = aggregate(agg, points, start, end, before)  # type: ignore[arg-type]
+        got = metering.value(session, tenant.org_id, cust["id"], m, start, end)
+        assert got == expected, (agg, got, expected)
+        if agg in metering.BULK_AGGREGATIONS:  # the billing run's many-customers read
+            other = "cus_00000000000000000000000000"  # no such customer: its usage is 0
+            bulk = metering.period_values(
+                session, tenant.org_id, [cust["id"], other], [(m.id, agg)], start, end
+            )
+            assert bulk == {(cust["id"], m.id): expected, (other, m.id): 0}, agg
 
 
 def test_rebuild_recomputes_the_same_rollups(
@@ -350,6 +378,9 @@ def test_rebuild_recomputes_the_same_rollups(
     )
     before = usage(client, tenant, cust["id"], "kwh", T0, T0 + timedelta(days=1))["value"]
     with rt.db.transaction(tenant.org_id) as session:
+        kwh = session.scalars(select(Meter.id).where(Meter.org_id == tenant.org_id)).one()
+        assert metering.roll_up(session, tenant.org_id, cust["id"], kwh)  # backfilled here
+        session.execute(delete(UsageRollup).where(UsageRollup.org_id == tenant.org_id))
         buckets = metering.rebuild(session, tenant.org_id)
     assert buckets == 9  # 30 events, 17 minutes apart: 8.5 hours → 9 hour buckets
     assert (
@@ -357,6 +388,59 @@ def test_rebuild_recomputes_the_same_rollups(
         == before
         == "435"
     )
+
+
+def rollup_rows(rt: Runtime, org_id: str) -> int:
+    with rt.db.transaction(org_id) as session:
+        return int(
+            session.scalar(
+                select(func.count()).select_from(UsageRollup).where(UsageRollup.org_id == org_id)
+            )
+            or 0
+        )
+
+
+def test_a_series_turns_busy_when_a_read_counts_many_events(
+    client: TestClient, tenant: Tenant, rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(series, "ROLLUP_THRESHOLD", 20)
+    meter(client, tenant, "kwh", "sum", value_property="kwh")
+    cust = make_customer(client, tenant)
+    day = (T0, T0 + timedelta(days=1))
+    batch(client, tenant, [ev(f"k{i}", cust["id"], "kwh", T0 + timedelta(minutes=17 * i), kwh=i)
+                           for i in range(15)])  # fmt: skip
+    assert usage(client, tenant, cust["id"], "kwh", *day)["value"] == "105"
+    assert rollup_rows(rt, tenant.org_id) == 0  # quiet: read from its events
+    batch(client, tenant, [ev(f"k{i}", cust["id"], "kwh", T0 + timedelta(minutes=17 * i), kwh=i)
+                           for i in range(15, 30)])  # fmt: skip
+    assert rollup_rows(rt, tenant.org_id) == 0
+    assert usage(client, tenant, cust["id"], "kwh", *day)["value"] == "435"  # 30 > 20: busy
+    assert rollup_rows(rt, tenant.org_id) == 9  # backfilled: 8.5 hours of events
+    batch(client, tenant, [ev("late", cust["id"], "kwh", T0 + timedelta(hours=20), kwh=5)])
+    assert rollup_rows(rt, tenant.org_id) == 10  # folded as it arrived
+    assert usage(client, tenant, cust["id"], "kwh", *day)["value"] == "440"
+    void = client.post("/v1/events/late/void", json={}, headers=tenant.headers)
+    assert void.status_code == 200, void.text
+    assert rollup_rows(rt, tenant.org_id) == 9  # the voided event's hour refolded away
+    assert usage(client, tenant, cust["id"], "kwh", *day)["value"] == "435"
+
+
+def test_a_series_stays_quiet_while_events_are_being_written(
+    client: TestClient, tenant: Tenant, rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Turning busy only tries the org's series lock: an ingest in progress holds it shared,
+    so the read answers from the events and the series stays quiet (and nobody waits)."""
+    monkeypatch.setattr(series, "ROLLUP_THRESHOLD", 2)
+    meter(client, tenant, "calls", "count")
+    cust = make_customer(client, tenant)
+    batch(client, tenant, [ev(f"c{i}", cust["id"], "calls", T0) for i in range(5)])
+    with rt.db.transaction(tenant.org_id) as ingesting:
+        series.lock(ingesting, tenant.org_id, "shared")
+        got = usage(client, tenant, cust["id"], "calls", T0, T0 + timedelta(hours=2))
+        assert got["value"] == "5"
+        assert rollup_rows(rt, tenant.org_id) == 0
+    usage(client, tenant, cust["id"], "calls", T0, T0 + timedelta(hours=2))
+    assert rollup_rows(rt, tenant.org_id) == 1  # lock free: busy now
 
 
 def test_nul_characters_are_rejected_by_index_not_stored(

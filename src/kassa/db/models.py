@@ -11,7 +11,13 @@ from kassa.events.models import DomainEvent
 from kassa.identity.models import ApiKey, Membership, RefreshToken, SigningKey, User
 from kassa.invoicing.models import CreditNote, Invoice, InvoiceCounter, InvoiceLine
 from kassa.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
-from kassa.metering.models import UsageAnomaly, UsageEvent, UsageRollup, UsageUniqueValue
+from kassa.metering.models import (
+    UsageAnomaly,
+    UsageEvent,
+    UsageRollup,
+    UsageSeries,
+    UsageUniqueValue,
+)
 from kassa.orgs.models import Organization
 from kassa.readings.models import MeterPoint, MeterReading
 from kassa.subscriptions.models import Adjustment, Subscription
@@ -41,6 +47,7 @@ __all__ = [
     "UsageAnomaly",
     "UsageEvent",
     "UsageRollup",
+    "UsageSeries",
     "UsageUniqueValue",
     "IdempotencyRecord",
     "Membership",

@@ -1,7 +1,9 @@
 """Ingestion at database speed: validate in one pass, COPY into a temporary table, then one
 statement inserts the new events (duplicates skipped by the unique key) and folds exactly
-those into the hourly rollups. Runs in the caller's transaction: when the response says
-accepted, the events and their rollups were committed together."""
+those of busy series into the hourly rollups. Runs in the caller's transaction: when the
+response says accepted, the events and their rollups were committed together.
+
+Which series are busy (``metering.series``) is read under the org's shared series lock."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from kassa.core.clock import Clock, FrozenClock
 from kassa.core.ids import looks_like_id, new_ids
 from kassa.customers.models import Customer
 from kassa.db.textlist import among
-from kassa.metering import anomaly, late
+from kassa.metering import anomaly, late, series
 from kassa.metering.models import UsageEvent
 from kassa.metering.rules import (
     MAX_BATCH,
@@ -52,7 +54,9 @@ _FOLD = text(
         ON CONFLICT (org_id, event_id) DO NOTHING
         RETURNING id, customer_id, meter_id, ts, value, unique_value
     ), counted AS (
-        SELECT * FROM inserted WHERE meter_id IS NOT NULL
+        SELECT i.* FROM inserted i
+        JOIN usage_series s ON s.org_id = :org AND s.customer_id = i.customer_id
+                           AND s.meter_id = i.meter_id
     ), rolled AS (
         INSERT INTO usage_rollups AS r (org_id, customer_id, meter_id, hour, count, sum, max,
                                         latest_ts, latest_id, latest_value)
@@ -200,6 +204,7 @@ def ingest(
     if not rows:
         return result
     session.execute(_TEMP)
+    series.lock(session, org_id, "shared")
     raw = session.connection().connection.driver_connection
     assert raw is not None
     with raw.cursor().copy(

@@ -43,9 +43,20 @@ class UsageEvent(TenantOwned, Base):
     void_reason: Mapped[str | None] = mapped_column(String(500))
 
 
+class UsageSeries(TenantOwned, Base):
+    """A busy (customer, meter) series: its events are folded into hourly rollups as they
+    arrive. Other series have no rollups and are read from their events."""
+
+    __tablename__ = "usage_series"
+
+    customer_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    meter_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    rolled_up_at: Mapped[datetime]
+
+
 class UsageRollup(TenantOwned, Base):
-    """Per customer, meter and UTC hour: exact count, sum, max and latest of the events
-    counted in that hour, maintained in the same statement that inserts the events."""
+    """Per busy series and UTC hour: exact count, sum, max and latest of the events counted
+    in that hour, maintained in the same statement that inserts the events."""
 
     __tablename__ = "usage_rollups"
 

@@ -6,16 +6,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select, text
+from sqlalchemy import ColumnElement, String, bindparam, delete, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.orm import Session
 
 from kassa.catalog.models import Meter, Plan, PlanVersion
 from kassa.core.clock import Clock
 from kassa.core.errors import Conflict, NotFound
 from kassa.events import service as events
-from kassa.metering import late
-from kassa.metering.models import UsageEvent, UsageRollup, UsageUniqueValue
+from kassa.metering import late, series
+from kassa.metering.models import UsageEvent, UsageRollup, UsageSeries, UsageUniqueValue
 from kassa.metering.rules import Aggregation, Point, aggregate, hour_floor, whole_hours
 from kassa.pricing import Usage
 from kassa.subscriptions.models import Subscription
@@ -79,6 +81,21 @@ def value(
         points = _points(session, org_id, customer_id, meter.id, start, end)
         before = _before(session, org_id, customer_id, meter.id, start)
         return aggregate(agg, points, start, end, before)
+    if agg == "latest":
+        # the last counted event in range: one backward index probe, busy series or not
+        row = session.execute(
+            select(UsageEvent.value)
+            .where(*_counted(org_id, customer_id, meter.id), UsageEvent.ts >= start,
+                   UsageEvent.ts < end)
+            .order_by(UsageEvent.ts.desc(), UsageEvent.id.desc())
+            .limit(1)
+        ).first()  # fmt: skip
+        return (row[0] or _ZERO) if row is not None else _ZERO
+    if not series.is_busy(session, org_id, customer_id, meter.id):
+        found, seen = _from_events(session, org_id, customer_id, meter.id, agg, start, end)
+        if seen > series.ROLLUP_THRESHOLD:
+            roll_up(session, org_id, customer_id, meter.id)
+        return found
     span = whole_hours(start, end)
     if span is None:
         span = (start, start)  # no whole hour: everything is "edge"
@@ -120,26 +137,6 @@ def value(
                 )
             )
         return Decimal(len(distinct))
-    if agg == "latest":
-        rows = [
-            session.execute(
-                select(UsageRollup.latest_ts, UsageRollup.latest_value, UsageRollup.latest_id)
-                .where(*in_rollups)
-                .order_by(UsageRollup.latest_ts.desc(), UsageRollup.latest_id.desc())
-                .limit(1)
-            ).first()
-        ]
-        for edge in edges:
-            rows.append(
-                session.execute(
-                    select(UsageEvent.ts, UsageEvent.value, UsageEvent.id)
-                    .where(*counted, edge)
-                    .order_by(UsageEvent.ts.desc(), UsageEvent.id.desc())
-                    .limit(1)
-                ).first()
-            )
-        candidates = [Point(r[0], r[1], None, r[2]) for r in rows if r is not None]
-        return aggregate("latest", candidates, start, end)
     count, total, highest = session.execute(
         select(
             func.coalesce(func.sum(UsageRollup.count), 0),
@@ -164,6 +161,51 @@ def value(
         return Decimal(total)
     present = [v for v in values if v is not None]
     return max(present) if present else _ZERO
+
+
+def _from_events(
+    session: Session, org_id: str, customer_id: str, meter_id: str, agg: Aggregation,
+    start: datetime, end: datetime,
+) -> tuple[Decimal, int]:  # fmt: skip
+    """A quiet series' value over [start, end) straight from its events, and how many
+    events that read counted."""
+    count, total, highest, distinct = session.execute(
+        select(
+            func.count(), func.coalesce(func.sum(UsageEvent.value), 0),
+            func.max(UsageEvent.value), func.count(UsageEvent.unique_value.distinct()),
+        ).where(
+            *_counted(org_id, customer_id, meter_id), UsageEvent.ts >= start,
+            UsageEvent.ts < end,
+        )
+    ).one()  # fmt: skip
+    found = {
+        "count": Decimal(count),
+        "sum": Decimal(total or 0),
+        "max": highest if highest is not None else _ZERO,
+        "unique_count": Decimal(distinct),
+    }[agg]
+    return found, int(count)
+
+
+def roll_up(session: Session, org_id: str, customer_id: str, meter_id: str) -> bool:
+    """Turn a quiet series busy: record it and backfill its rollups from its events. Only
+    when the org's series lock is free at once (see ``metering.series``); False if not
+    (the series stays quiet, reads stay exact) or if it was busy already."""
+    if not series.lock(session, org_id, "try"):
+        return False
+    added = session.execute(
+        insert(UsageSeries)
+        .values(org_id=org_id, customer_id=customer_id, meter_id=meter_id, rolled_up_at=func.now())
+        .on_conflict_do_nothing()
+        .returning(UsageSeries.meter_id)
+    ).first()
+    if added is None:
+        return False
+    one = {"org": org_id, "customer": customer_id, "meter": meter_id}
+    only = " AND customer_id = :customer AND meter_id = :meter"
+    session.execute(text(_REFOLD_SQL + only + _REFOLD_GROUP), one)
+    session.execute(text(_REUNIQUE_SQL + only), one)
+    return True
 
 
 def grouped_value(
@@ -249,7 +291,10 @@ def usage_for_period(
 def _refold_hour(
     session: Session, org_id: str, customer_id: str, meter_id: str, hour: datetime
 ) -> None:
-    """Recompute one rollup bucket (and its distinct values) from its events."""
+    """Recompute one rollup bucket (and its distinct values) from its events (busy series
+    only: a quiet one has no rollups)."""
+    if not series.is_busy(session, org_id, customer_id, meter_id):
+        return
     session.execute(
         delete(UsageRollup).where(
             UsageRollup.org_id == org_id, UsageRollup.customer_id == customer_id,
@@ -306,6 +351,7 @@ def void(
         raise EventNotFound(detail=f"No usage event {event_id!r} in this organization.")
     if event.voided_at is not None:
         raise EventAlreadyVoided()
+    series.lock(session, org_id, "shared")  # what counts changes: not while a series turns busy
     correction = _closed_period_of(session, org_id, event, clock)
     event.voided_at = clock.now()
     event.void_reason = reason
@@ -345,11 +391,17 @@ def _closed_period_of(
 
 
 def rebuild(session: Session, org_id: str) -> int:
-    """Recompute every rollup of one org from its events; returns the bucket count."""
+    """Recompute every rollup of one org (its busy series) from its events; returns the
+    bucket count. Holds the org's series lock exclusively: ingestion waits meanwhile."""
+    series.lock(session, org_id, "exclusive")
     session.execute(delete(UsageRollup).where(UsageRollup.org_id == org_id))
     session.execute(delete(UsageUniqueValue).where(UsageUniqueValue.org_id == org_id))
-    session.execute(text(_REFOLD_SQL + _REFOLD_GROUP), {"org": org_id})
-    session.execute(text(_REUNIQUE_SQL), {"org": org_id})
+    busy = (
+        " AND (customer_id, meter_id) IN"
+        " (SELECT customer_id, meter_id FROM usage_series WHERE org_id = :org)"
+    )
+    session.execute(text(_REFOLD_SQL + busy + _REFOLD_GROUP), {"org": org_id})
+    session.execute(text(_REUNIQUE_SQL + busy), {"org": org_id})
     return int(
         session.scalar(
             select(func.count()).select_from(UsageRollup).where(UsageRollup.org_id == org_id)
@@ -370,3 +422,102 @@ def list_events(
     if meter_id is not None:
         stmt = stmt.where(UsageEvent.meter_id == meter_id)
     return paginate(session, stmt, UsageEvent.id, limit, cursor)
+
+
+# --- many customers at once (billing runs) --------------------------------------------
+
+BULK_AGGREGATIONS = frozenset({"count", "sum", "max", "latest"})
+Key = tuple[str, str]  # (customer, meter)
+
+_BUSY = """
+    SELECT customer_id, meter_id FROM usage_series
+    WHERE org_id = :org AND customer_id = ANY(:customers) AND meter_id = ANY(:meters)
+"""
+_ROLLUPS = """
+    SELECT customer_id, meter_id, coalesce(sum(count), 0), coalesce(sum(sum), 0), max(max)
+    FROM usage_rollups
+    WHERE org_id = :org AND customer_id = ANY(:customers) AND meter_id = ANY(:meters)
+      AND hour >= :lo AND hour < :hi
+    GROUP BY customer_id, meter_id
+"""
+_EVENTS = """
+    SELECT customer_id, meter_id, count(*), coalesce(sum(value), 0), max(value)
+    FROM usage_events
+    WHERE org_id = :org AND customer_id = ANY(:customers) AND meter_id = ANY(:meters)
+      AND voided_at IS NULL AND ts >= :lo AND ts < :hi
+    GROUP BY customer_id, meter_id
+"""
+_LATEST = """
+    SELECT c.id, m.id, e.value
+    FROM unnest(CAST(:customers AS text[])) AS c(id)
+    CROSS JOIN unnest(CAST(:meters AS text[])) AS m(id)
+    CROSS JOIN LATERAL (
+        SELECT value FROM usage_events
+        WHERE org_id = :org AND customer_id = c.id AND meter_id = m.id AND voided_at IS NULL
+          AND ts >= :lo AND ts < :hi
+        ORDER BY ts DESC, id DESC LIMIT 1
+    ) e
+"""
+
+
+def period_values(
+    session: Session, org_id: str, customers: Sequence[str], meters: Sequence[tuple[str, str]],
+    start: datetime, end: datetime,
+) -> dict[Key, Decimal]:  # fmt: skip
+    """(customer, meter) → exactly what ``value`` answers over [start, end), for every
+    customer and (meter id, aggregation) pair at once, in a few grouped queries: quiet
+    series from their events, busy ones from their rollups plus the partial hours at the
+    ends. Aggregations in ``BULK_AGGREGATIONS`` only. (It never turns a series busy.)"""
+    customers = list(customers)
+    out = {(c, m): _ZERO for c in customers for m, _ in meters}
+    if end <= start or not customers or not meters:
+        return out
+    aggregation = dict(meters)
+
+    def run(sql: str, who: list[str], ids: list[str], lo: datetime, hi: datetime) -> Any:
+        stmt = text(sql).bindparams(
+            bindparam("customers", type_=ARRAY(String)), bindparam("meters", type_=ARRAY(String))
+        )
+        params = {"org": org_id, "customers": who, "meters": ids, "lo": lo, "hi": hi}
+        return session.execute(stmt, params).all()
+
+    def settle(key: Key, count: int, total: Decimal, values: list[Decimal | None]) -> None:
+        agg = aggregation[key[1]]
+        if agg == "count":
+            out[key] = Decimal(count)
+        elif agg == "sum":
+            out[key] = Decimal(total)
+        else:
+            present = [v for v in values if v is not None]
+            out[key] = max(present) if present else _ZERO
+
+    latest = [m for m, agg in meters if agg == "latest"]
+    if latest:
+        for c, m, found in run(_LATEST, customers, latest, start, end):
+            out[(c, m)] = found if found is not None else _ZERO
+    totals = [m for m, agg in meters if agg != "latest"]
+    if not totals:
+        return out
+    busy: set[Key] = {(c, m) for c, m in run(_BUSY, customers, totals, start, end)}
+    for m in totals:  # quiet series: one range of events each
+        quiet = [c for c in customers if (c, m) not in busy]
+        if quiet:
+            for c, _, count, total, highest in run(_EVENTS, quiet, [m], start, end):
+                settle((c, m), count, Decimal(total), [highest])
+    if not busy:
+        return out
+    span = whole_hours(start, end) or (start, start)  # no whole hour: everything is "edge"
+    edges = [(a, b) for a, b in ((start, span[0]), (span[1], end)) if a < b]
+    who = sorted({c for c, _ in busy})
+    ids = sorted({m for _, m in busy})
+    in_rollups = {(r[0], r[1]): r[2:] for r in run(_ROLLUPS, who, ids, *span)}
+    in_edges = [{(r[0], r[1]): r[2:] for r in run(_EVENTS, who, ids, a, b)} for a, b in edges]
+    for key in busy:
+        count, total, highest = in_rollups.get(key, (0, _ZERO, None))
+        values = [highest]
+        for edge in in_edges:
+            e_count, e_total, e_highest = edge.get(key, (0, 0, None))
+            count, total = count + e_count, Decimal(total) + Decimal(e_total or 0)
+            values.append(e_highest)
+        settle(key, count, total, values)
+    return out

@@ -35,10 +35,11 @@ from kassa.core.ids import new_ids
 from kassa.customers.models import Customer
 from kassa.db import bulk
 from kassa.events import service as events
-from kassa.invoicing import chunk_usage, compose, service
+from kassa.invoicing import compose, service
 from kassa.invoicing.models import Invoice, InvoiceLine
 from kassa.ledger import postings
 from kassa.ledger import service as ledger
+from kassa.metering import service as metering
 from kassa.orgs import service as orgs
 from kassa.orgs.models import Organization
 from kassa.pricing import PlanPricing, Usage
@@ -176,7 +177,7 @@ class Chunk:
     def rollups_answer(self, plan: Plan, version: PlanVersion) -> bool:
         """Whether the chunk's usage query can rate every charge of ``version``."""
         return all(
-            self.meters[c.meter].aggregation in chunk_usage.SUPPORTED
+            self.meters[c.meter].aggregation in metering.BULK_AGGREGATIONS
             and not getattr(c.properties, "per_event", False)
             for c in self.pricing(plan, version).charges
         )
@@ -192,7 +193,7 @@ class Chunk:
             customers.add(customer_id)
             meters.update(c.meter for c in self.pricing(plan, version).charges)
         for (start, end), (customers, meters) in groups.items():
-            self.usage[(start, end)] = chunk_usage.values(
+            self.usage[(start, end)] = metering.period_values(
                 self.session, self.org.id, sorted(customers),
                 [(m, self.meters[m].aggregation) for m in sorted(meters)], start, end,
             )  # fmt: skip

@@ -91,100 +91,116 @@ def value(
             .limit(1)
         ).first()  # fmt: skip
         return (row[0] or _ZERO) if row is not None else _ZERO
-    if not series.is_busy(session, org_id, customer_id, meter.id):
-        found, seen = _from_events(session, org_id, customer_id, meter.id, agg, start, end)
-        if seen > series.ROLLUP_THRESHOLD:
-            roll_up(session, org_id, customer_id, meter.id)
-        return found
-    span = whole_hours(start, end)
-    if span is None:
-        span = (start, start)  # no whole hour: everything is "edge"
-    counted = _counted(org_id, customer_id, meter.id)
-    # the partial hours at both ends, aggregated in SQL (a busy meter has thousands there);
-    # one range per query, so each is a plain index range scan
-    edges = [
-        (UsageEvent.ts >= a) & (UsageEvent.ts < b)
-        for a, b in ((start, span[0]), (span[1], end))
-        if a < b
-    ]
-    in_rollups = (
-        UsageRollup.org_id == org_id,
-        UsageRollup.customer_id == customer_id,
-        UsageRollup.meter_id == meter.id,
-        UsageRollup.hour >= span[0],
-        UsageRollup.hour < span[1],
-    )
     if agg == "unique_count":
-        distinct = set(
-            session.scalars(
-                select(UsageUniqueValue.value)
-                .where(
-                    UsageUniqueValue.org_id == org_id,
-                    UsageUniqueValue.customer_id == customer_id,
-                    UsageUniqueValue.meter_id == meter.id,
-                    UsageUniqueValue.hour >= span[0],
-                    UsageUniqueValue.hour < span[1],
-                )
-                .distinct()
+        if series.is_busy(session, org_id, customer_id, meter.id):
+            return _distinct_from_rollups(session, org_id, customer_id, meter.id, start, end)
+        found, seen = _distinct_from_events(session, org_id, customer_id, meter.id, start, end)
+    else:  # count, sum, max: one statement, busy series or not
+        busy, found, seen = _totals(session, org_id, customer_id, meter.id, agg, start, end)
+        if busy:
+            return found
+    if seen > series.ROLLUP_THRESHOLD:
+        roll_up(session, org_id, customer_id, meter.id)
+    return found
+
+
+def _distinct_from_rollups(
+    session: Session, org_id: str, customer_id: str, meter_id: str, start: datetime, end: datetime
+) -> Decimal:
+    """A busy series' distinct count: the hours' distinct values plus the partial hours'."""
+    span = whole_hours(start, end) or (start, start)  # no whole hour: everything is "edge"
+    distinct = set(
+        session.scalars(
+            select(UsageUniqueValue.value)
+            .where(
+                UsageUniqueValue.org_id == org_id,
+                UsageUniqueValue.customer_id == customer_id,
+                UsageUniqueValue.meter_id == meter_id,
+                UsageUniqueValue.hour >= span[0],
+                UsageUniqueValue.hour < span[1],
             )
+            .distinct()
         )
-        for edge in edges:
+    )
+    for a, b in ((start, span[0]), (span[1], end)):
+        if a < b:
             distinct.update(
                 session.scalars(
                     select(UsageEvent.unique_value)
-                    .where(*counted, edge, UsageEvent.unique_value.is_not(None))
+                    .where(
+                        *_counted(org_id, customer_id, meter_id), UsageEvent.ts >= a,
+                        UsageEvent.ts < b, UsageEvent.unique_value.is_not(None),
+                    )
                     .distinct()
                 )
-            )
-        return Decimal(len(distinct))
-    count, total, highest = session.execute(
-        select(
-            func.coalesce(func.sum(UsageRollup.count), 0),
-            func.coalesce(func.sum(UsageRollup.sum), 0),
-            func.max(UsageRollup.max),
-        ).where(*in_rollups)
-    ).one()
-    values = [highest]
-    for edge in edges:
-        e_count, e_total, e_highest = session.execute(
-            select(
-                func.count(),
-                func.coalesce(func.sum(UsageEvent.value), 0),
-                func.max(UsageEvent.value),
-            ).where(*counted, edge)
-        ).one()
-        count, total = count + e_count, Decimal(total) + Decimal(e_total or 0)
-        values.append(e_highest)
-    if agg == "count":
-        return Decimal(count)
-    if agg == "sum":
-        return Decimal(total)
-    present = [v for v in values if v is not None]
-    return max(present) if present else _ZERO
+            )  # fmt: skip
+    return Decimal(len(distinct))
 
 
-def _from_events(
-    session: Session, org_id: str, customer_id: str, meter_id: str, agg: Aggregation,
-    start: datetime, end: datetime,
-) -> tuple[Decimal, int]:  # fmt: skip
-    """A quiet series' value over [start, end) straight from its events, and how many
-    events that read counted."""
-    count, total, highest, distinct = session.execute(
-        select(
-            func.count(), func.coalesce(func.sum(UsageEvent.value), 0),
-            func.max(UsageEvent.value), func.count(UsageEvent.unique_value.distinct()),
-        ).where(
+def _distinct_from_events(
+    session: Session, org_id: str, customer_id: str, meter_id: str, start: datetime, end: datetime
+) -> tuple[Decimal, int]:
+    """A quiet series' distinct count straight from its events, and how many it counted."""
+    count, distinct = session.execute(
+        select(func.count(), func.count(UsageEvent.unique_value.distinct())).where(
             *_counted(org_id, customer_id, meter_id), UsageEvent.ts >= start,
             UsageEvent.ts < end,
         )
     ).one()  # fmt: skip
+    return Decimal(distinct), int(count)
+
+
+_TOTALS = text(
+    """
+    WITH busy AS (
+        SELECT EXISTS (SELECT 1 FROM usage_series
+                       WHERE org_id = :org AND customer_id = :customer AND meter_id = :meter)
+               AS yes
+    ), parts AS (
+        SELECT count(*) AS n, coalesce(sum(value), 0) AS total, max(value) AS top
+        FROM usage_events
+        WHERE NOT (SELECT yes FROM busy) AND org_id = :org AND customer_id = :customer
+          AND meter_id = :meter AND voided_at IS NULL AND ts >= :start AND ts < :end
+        UNION ALL
+        SELECT coalesce(sum(count), 0), coalesce(sum(sum), 0), max(max)
+        FROM usage_rollups
+        WHERE (SELECT yes FROM busy) AND org_id = :org AND customer_id = :customer
+          AND meter_id = :meter AND hour >= :lo AND hour < :hi
+        UNION ALL
+        SELECT count(*), coalesce(sum(value), 0), max(value)
+        FROM usage_events
+        WHERE (SELECT yes FROM busy) AND org_id = :org AND customer_id = :customer
+          AND meter_id = :meter AND voided_at IS NULL AND ts >= :start AND ts < :lo
+        UNION ALL
+        SELECT count(*), coalesce(sum(value), 0), max(value)
+        FROM usage_events
+        WHERE (SELECT yes FROM busy) AND org_id = :org AND customer_id = :customer
+          AND meter_id = :meter AND voided_at IS NULL AND ts >= :hi AND ts < :end
+    )
+    SELECT (SELECT yes FROM busy), sum(n), sum(total), max(top) FROM parts
+    """
+)
+
+
+def _totals(
+    session: Session, org_id: str, customer_id: str, meter_id: str, agg: Aggregation,
+    start: datetime, end: datetime,
+) -> tuple[bool, Decimal, int]:  # fmt: skip
+    """count, sum or max over [start, end) in one statement: a quiet series from its events,
+    a busy one from its rollups for the whole hours plus its events for the partial hours at
+    both ends. Returns (busy, value, events counted from events)."""
+    lo, hi = whole_hours(start, end) or (start, start)  # no whole hour: all of it is edge
+    busy, count, total, highest = session.execute(
+        _TOTALS,
+        {"org": org_id, "customer": customer_id, "meter": meter_id, "start": start,
+         "end": end, "lo": lo, "hi": hi},
+    ).one()  # fmt: skip
     found = {
-        "count": Decimal(count),
+        "count": Decimal(count or 0),
         "sum": Decimal(total or 0),
         "max": highest if highest is not None else _ZERO,
-        "unique_count": Decimal(distinct),
     }[agg]
-    return found, int(count)
+    return bool(busy), found, int(count or 0)
 
 
 def roll_up(session: Session, org_id: str, customer_id: str, meter_id: str) -> bool:

@@ -359,17 +359,20 @@ def current_subscription_for_meter(
 ) -> Subscription | None:
     """The customer's live subscription whose plan charges the meter (the earliest-created
     one if several do)."""
-    subs = session.scalars(
+    return session.scalars(
         select(Subscription)
+        .join(
+            PlanVersion,
+            (PlanVersion.org_id == Subscription.org_id)
+            & (PlanVersion.plan_id == Subscription.plan_id)
+            & (PlanVersion.version == Subscription.plan_version),
+        )
         .where(
             Subscription.org_id == org_id,
             Subscription.customer_id == customer_id,
             Subscription.status.in_(LIVE),
+            PlanVersion.charges.contains([{"meter": meter_id}]),
         )
         .order_by(Subscription.id)
-    ).all()
-    for sub in subs:
-        _, version = support.plan_of(session, sub)
-        if any(c["meter"] == meter_id for c in version.charges):
-            return sub
-    return None
+        .limit(1)
+    ).first()

@@ -20,7 +20,7 @@ from kassa.core import jsoncodec
 from kassa.core.clock import Clock, FrozenClock
 from kassa.core.ids import looks_like_id, new_ids
 from kassa.customers.models import Customer
-from kassa.db.textlist import among
+from kassa.db import bulk
 from kassa.metering import anomaly, late, series
 from kassa.metering.models import UsageEvent
 from kassa.metering.rules import (
@@ -141,13 +141,13 @@ def _resolve_customers(session: Session, org_id: str, refs: set[str]) -> dict[st
     live = (Customer.org_id == org_id, Customer.deleted_at.is_(None))
     if ids:
         for (cid,) in session.execute(
-            select(Customer.id).where(*live, among(Customer.id, ids, "ids"))
+            select(Customer.id).where(*live, bulk.among(Customer.id, ids))
         ):
             found[cid] = cid
     if externals:
         for cid, external in session.execute(
             select(Customer.id, Customer.external_id).where(
-                *live, among(Customer.external_id, externals, "externals")
+                *live, bulk.among(Customer.external_id, externals)
             )
         ):
             if external is not None:

@@ -22,7 +22,7 @@ from kassa.clocks.models import TestClock
 from kassa.core.clock import Clock
 from kassa.core.ids import new_id
 from kassa.customers.models import Customer
-from kassa.db.textlist import among
+from kassa.db import bulk
 from kassa.pricing import parse_charge, rate_charge
 from kassa.subscriptions import rules as periods
 from kassa.subscriptions import support
@@ -51,7 +51,7 @@ def windows(
         select(Subscription)
         .where(
             Subscription.org_id == org_id,
-            among(Subscription.customer_id, ids, "ids"),
+            bulk.among(Subscription.customer_id, ids),
             Subscription.status.in_(LIVE),
         )
         .order_by(Subscription.id)
@@ -86,7 +86,7 @@ def windows(
             )
             .where(
                 Customer.org_id == org_id,
-                among(Customer.id, ids, "cids"),
+                bulk.among(Customer.id, ids),
             )
         )
     }

@@ -21,17 +21,22 @@ from kassa.runtime import Runtime
 _bearer = HTTPBearer(auto_error=False, description="A member's access token or an API key")
 
 
-def runtime(request: Request) -> Runtime:
+# Dependencies that only look something up are ``async``: FastAPI runs a plain ``def``
+# dependency in the thread pool, a hop per dependency per request. (``db`` opens nothing:
+# the session connects on its first statement, in the endpoint's thread.)
+
+
+async def runtime(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
     return rt
 
 
-def uow(request: Request) -> UnitOfWork:
+async def uow(request: Request) -> UnitOfWork:
     unit: UnitOfWork = request.state.uow
     return unit
 
 
-def db(unit: UnitOfWork = Depends(uow)) -> Session:
+async def db(unit: UnitOfWork = Depends(uow)) -> Session:
     return unit.get()
 
 

@@ -84,11 +84,6 @@ def _generic_batch(raw_body: bytes) -> list[Any]:
     return events
 
 
-def _may_hold_nul(body: bytes) -> bool:
-    """JSON can carry U+0000 only as an escape; without one, no event needs the check."""
-    return b"\\u0000" in body.lower()
-
-
 @router.post(
     "/v1/events",
     status_code=202,
@@ -134,7 +129,7 @@ async def ingest_batch(
     events: list[Any] | None = await run_in_threadpool(rules.decode_batch, raw_body)
     if events is None:  # something in it is off: the generic path names each fault
         events = await run_in_threadpool(_generic_batch, raw_body)
-    result = await run_in_threadpool(_run, session, who, rt, events, _may_hold_nul(raw_body))
+    result = await run_in_threadpool(_run, session, who, rt, events, rules.may_hold_nul(raw_body))
     return _summary(result)
 
 

@@ -280,7 +280,8 @@ def usage_for_period(
     session: Session, org_id: str, customer_id: str, plan: Plan, version: PlanVersion,
     start: datetime, end: datetime,
 ) -> dict[str, Usage]:  # fmt: skip
-    """What each charge of the plan version is rated on, for one customer and period."""
+    """What each charge of the plan version is rated on, for one customer and period: the
+    meters ``period_values`` answers in a few statements together, the others one by one."""
     from kassa.pricing import parse_charge
 
     meters = {
@@ -292,15 +293,21 @@ def usage_for_period(
         )
     }
     usage: dict[str, Usage] = {}
+    together: list[tuple[str, str]] = []
     for stored in version.charges:
         meter = meters[stored["meter"]]
         charge = parse_charge(meter.id, stored["model"], stored["properties"], None)
-        per_event = getattr(charge.properties, "per_event", False)
-        if per_event:
+        if getattr(charge.properties, "per_event", False):
             values = event_values(session, org_id, customer_id, meter.id, start, end)
             usage[meter.id] = Usage(sum(values, _ZERO), values)
+        elif meter.aggregation in BULK_AGGREGATIONS:
+            together.append((meter.id, meter.aggregation))
         else:
             usage[meter.id] = Usage(value(session, org_id, customer_id, meter, start, end))
+    if together:
+        found = period_values(session, org_id, [customer_id], together, start, end)
+        for meter_id, _ in together:
+            usage[meter_id] = Usage(found[(customer_id, meter_id)])
     return usage
 
 
@@ -515,11 +522,16 @@ def period_values(
     if not totals:
         return out
     busy: set[Key] = {(c, m) for c, m in run(_BUSY, customers, totals, start, end)}
-    for m in totals:  # quiet series: one range of events each
-        quiet = [c for c in customers if (c, m) not in busy]
+    # quiet series from their events: one query per set of meters that share the same quiet
+    # customers (usually one: a chunk's busy series are few)
+    by_quiet: dict[tuple[str, ...], list[str]] = {}
+    for m in totals:
+        quiet = tuple(c for c in customers if (c, m) not in busy)
         if quiet:
-            for c, _, count, total, highest in run(_EVENTS, quiet, [m], start, end):
-                settle((c, m), count, Decimal(total), [highest])
+            by_quiet.setdefault(quiet, []).append(m)
+    for quiet, ids in by_quiet.items():
+        for c, m, count, total, highest in run(_EVENTS, list(quiet), ids, start, end):
+            settle((c, m), count, Decimal(total), [highest])
     if not busy:
         return out
     span = whole_hours(start, end) or (start, start)  # no whole hour: everything is "edge"

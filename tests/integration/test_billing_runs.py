@@ -150,12 +150,12 @@ def _cli(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
 def test_a_billing_worker_killed_at_random_moments_never_double_bills(
     client: TestClient, tenant: Tenant, rt: Runtime, settings: Settings
 ) -> None:
-    start = backdated(client, rt, tenant, 40)
+    start = backdated(client, rt, tenant, 120)  # enough work that most runs die mid-way
     rng = random.Random(20261122)
     kills = 0
     for _ in range(20):
         proc = _cli(settings, "billing", "run", "--org", tenant.org_id, "--chunk", "3")
-        time.sleep(rng.uniform(0.3, 3.0))
+        time.sleep(rng.uniform(0.3, 2.5))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1

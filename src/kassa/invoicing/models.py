@@ -44,6 +44,8 @@ class Invoice(TenantOwned, Base):
             "finalize_at",
             postgresql_where="status = 'draft'",
         ),
+        # a draft by its id (migration 0008): the lookups that must find a draft
+        Index("ix_invoices_org_id_id_draft", "org_id", "id", postgresql_where="status = 'draft'"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

@@ -1,0 +1,64 @@
+"""A billing run bulk-loads invoices, lines, ledger rows and events; it ANALYZEs the tables
+that outgrew their statistics (``kassa_analyze_grown``, migration 0008) so that its chunks
+are planned from their real size, and the statements a chunk depends on find their rows
+through the keys they are given."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select, text
+
+from kassa.core.clock import FrozenClock
+from kassa.db import bulk
+from kassa.events import service as events
+from kassa.invoicing import billing
+from kassa.ledger.models import LedgerAccount
+from kassa.runtime import Runtime
+from tests.conftest import signup
+
+
+def _analyzed(rt: Runtime, table: str) -> int:
+    with rt.db.transaction() as session:
+        return int(
+            session.execute(
+                text("SELECT analyze_count FROM pg_stat_user_tables WHERE relname = :t"),
+                {"t": table},
+            ).scalar_one()
+        )
+
+
+def test_a_grown_table_is_analyzed_once_by_the_application_role(
+    client: TestClient, rt: Runtime
+) -> None:
+    tenant = signup(client)
+    clock = FrozenClock(datetime(2026, 1, 1, tzinfo=UTC))
+    billing.refresh_statistics(rt.db)  # whatever earlier tests left grown
+    before = _analyzed(rt, "domain_events")
+    with rt.db.transaction(tenant.org_id) as session:
+        events.record_many(
+            session, clock, tenant.org_id,
+            [("test.grown", {"n": n}, clock.now()) for n in range(3000)],
+        )  # fmt: skip
+        session.execute(text("SELECT pg_stat_force_next_flush()"))
+    for _ in range(50):  # the counters reach the statistics views at the next flush
+        if billing.refresh_statistics(rt.db):
+            break
+        time.sleep(0.1)
+    assert _analyzed(rt, "domain_events") == before + 1
+    assert billing.refresh_statistics(rt.db) == 0  # analyzed: nothing grown any more
+
+
+def test_among_probes_the_index_with_the_values(rt: Runtime) -> None:
+    """``column = ANY(ARRAY(…))``: an index condition, not a semi-join over the table."""
+    with rt.db.transaction() as session:
+        stmt = select(LedgerAccount.id).where(
+            LedgerAccount.org_id == "org_x", bulk.among(LedgerAccount.code, ["a", "b"])
+        )
+        compiled = stmt.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
+        session.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = "\n".join(r[0] for r in session.execute(text(f"EXPLAIN {compiled}")))
+    assert "Index Cond" in plan and "code)::text = ANY" in plan, plan
+    assert "Semi Join" not in plan, plan

@@ -38,10 +38,11 @@ class Invoice(TenantOwned, Base):
         UniqueConstraint("org_id", "number"),
         Index("ix_invoices_org_id_customer_id", "org_id", "customer_id"),
         Index("ix_invoices_org_id_subscription_id", "org_id", "subscription_id"),
-        Index(
-            "ix_invoices_org_id_finalize_at",
+        Index(  # due drafts in the order a billing run takes them (migration 0009)
+            "ix_invoices_org_id_finalize_at_id",
             "org_id",
             "finalize_at",
+            "id",
             postgresql_where="status = 'draft'",
         ),
         # a draft by its id (migration 0008): the lookups that must find a draft

@@ -23,7 +23,8 @@ class Subscription(TenantOwned, Base):
         CheckConstraint("quantity >= 1", name="quantity"),
         CheckConstraint("current_period_end > current_period_start", name="period"),
         Index("ix_subscriptions_org_id_customer_id", "org_id", "customer_id"),
-        Index("ix_subscriptions_org_id_next_action_at", "org_id", "next_action_at"),
+        # due work in the order a billing run takes it (migration 0009)
+        Index("ix_subscriptions_org_id_next_action_at_id", "org_id", "next_action_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

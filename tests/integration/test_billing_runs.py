@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -169,3 +170,75 @@ def test_a_billing_worker_killed_at_random_moments_never_double_bills(
     out, _ = check.communicate(timeout=60)
     assert check.returncode == 0, out.decode()
     assert b"ledger sound" in out
+
+
+@pytest.mark.parametrize("set_based", [True, False])
+def test_a_run_finalizes_what_it_issues_once_its_window_is_over(
+    client: TestClient, tenant: Tenant, rt: Runtime, monkeypatch: pytest.MonkeyPatch,
+    set_based: bool,
+) -> None:  # fmt: skip
+    """An invoice whose grace is over at the run's as_of is finalized at as_of by the chunk
+    that issues it (the second pass does not see it); one whose grace is not over stays a
+    draft for the second pass of a later run."""
+    r = client.patch("/v1/org", json={"invoice_grace_seconds": 3600}, headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    plan = make_plan(client, tenant, amount=1000, pay_in_advance=False)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=40)
+    who = Principal(org_id=tenant.org_id, role=Role.OWNER, user_id=tenant.user_id)
+
+    def subscribe(count: int) -> list[str]:
+        customers = [make_customer(client, tenant, timezone="UTC")["id"] for _ in range(count)]
+        with rt.db.transaction(tenant.org_id) as session:
+            return [
+                subscriptions.create(
+                    session, who, SubscriptionIn(customer=c, plan=plan["id"], start_at=start),
+                    FrozenClock(start),
+                ).id
+                for c in customers
+            ]  # fmt: skip
+
+    def invoices(subs: list[str]) -> set[tuple[str, datetime | None]]:
+        with rt.db.transaction(tenant.org_id) as session:
+            return {
+                (i.status, i.finalized_at)
+                for i in session.scalars(
+                    select(Invoice).where(
+                        Invoice.org_id == tenant.org_id, Invoice.subscription_id.in_(subs)
+                    )
+                )
+            }
+
+    second_pass: list[int] = []
+    if set_based:
+        finalize_drafts = billing.bulk.finalize_drafts
+
+        def spy(*args: Any) -> int:
+            second_pass.append(finalize_drafts(*args))
+            return second_pass[-1]
+
+        monkeypatch.setattr(billing.bulk, "finalize_drafts", spy)
+    else:
+        due_drafts = billing._due_drafts
+
+        def spy_one(*args: Any) -> list[Invoice]:
+            drafts = due_drafts(*args)
+            second_pass.append(len(drafts))
+            return drafts
+
+        monkeypatch.setattr(billing, "_due_drafts", spy_one)
+
+    early_subs = subscribe(3)
+    with rt.db.transaction(tenant.org_id) as session:
+        end = session.get_one(Subscription, (tenant.org_id, early_subs[0])).current_period_end
+    early = end + timedelta(minutes=30)  # the grace of an hour is not over
+    result = billing.run(rt.db, rt.clock, early, org_id=tenant.org_id, set_based=set_based)
+    assert (result.invoices_created, result.invoices_finalized) == (3, 0)
+    assert invoices(early_subs) == {("draft", None)}
+    late_subs = subscribe(3)
+    later = end + timedelta(hours=2)  # it is: the new invoices are finalized as issued
+    second_pass.clear()
+    result = billing.run(rt.db, rt.clock, later, org_id=tenant.org_id, set_based=set_based)
+    assert (result.invoices_created, result.invoices_finalized) == (3, 6)
+    assert sum(second_pass) == 3  # the early drafts only
+    assert invoices(early_subs) == invoices(late_subs) == {("open", later)}
+    assert assert_exactly_one_invoice_per_period(rt, tenant.org_id, start) == 6

@@ -1,5 +1,8 @@
 """Billing runs: bill every subscription whose billing point has passed, then finalize the
-drafts whose grace (and the meters' lateness) is over.
+drafts whose grace (and the meters' lateness) is over. An invoice whose grace and lateness
+are over at the run's ``as_of`` when it is issued is finalized at once, in the chunk that
+issues it (at ``as_of``, from the lines just composed); the second pass finalizes the drafts
+issued earlier.
 
 Crash-safe by construction: work is found by asking the database what is due, each chunk
 of subscriptions (locked ``FOR UPDATE SKIP LOCKED``, so any number of workers share the
@@ -111,7 +114,9 @@ def run(
                     subs = _due_subscriptions(session, org, as_of, chunk)
                     count = len(subs)
                     for sub in subs:
-                        result.transitions += engine.advance(session, sub, as_of, clock)
+                        result.transitions += engine.advance(
+                            session, sub, as_of, clock, finalize_by=as_of
+                        )
                 issued = session.info.pop("invoices_issued", 0)
                 finalized = session.info.pop("invoices_finalized", 0)
             result.invoices_created += issued  # counted once the chunk has committed

@@ -12,7 +12,9 @@ invoice numbers, ids and events come out exactly as the per-subscription path ma
 The invoices are composed by the same code (``compose.build`` with sources loaded once per
 chunk), rated by the same pure functions, posted by the same ledger rules; the billing key
 stays unique in the database (a conflicting invoice is not written, as
-``issue_for_subscription`` writes none).
+``issue_for_subscription`` writes none). Both paths finalize an invoice in the chunk that
+issues it when its ``finalize_at`` is at or before the run's ``as_of`` (at the billing point
+if it is due by then, else at ``as_of``), from the lines just composed.
 """
 
 from __future__ import annotations
@@ -274,11 +276,13 @@ def bill_chunk(session: Session, subs: Sequence[SubState], as_of: datetime, cloc
     transitions = 0
     for run, ids in _runs([s.id for s in subs], bulk_ok):
         if run:
-            _bill_plain(chunk, [s for s in subs if s.id in ids], clock)
+            _bill_plain(chunk, [s for s in subs if s.id in ids], as_of, clock)
             transitions += len(ids)
         else:
             for sub_id in [s.id for s in subs if s.id in ids]:
-                transitions += engine.advance(session, fallback[sub_id], as_of, clock)
+                transitions += engine.advance(
+                    session, fallback[sub_id], as_of, clock, finalize_by=as_of
+                )
     return transitions
 
 
@@ -363,9 +367,9 @@ class _Issued:
     finalize_at: datetime
 
 
-def _bill_plain(chunk: Chunk, subs: Sequence[SubState], clock: Clock) -> None:
-    """``engine.step`` for a run of plain period ends: bill (``issue_for_subscription``),
-    then roll over, for all of them at once."""
+def _bill_plain(chunk: Chunk, subs: Sequence[SubState], as_of: datetime, clock: Clock) -> None:
+    """``engine.step`` for a run of plain period ends: bill (``issue_for_subscription``,
+    finalizing by ``as_of``), then roll over, for all of them at once."""
     session, org = chunk.session, chunk.org
     now = clock.now()
     composed = [(s, compose.build(s, "period_end", chunk.tz(s.customer_id), chunk.sources(s)))
@@ -400,12 +404,18 @@ def _bill_plain(chunk: Chunk, subs: Sequence[SubState], clock: Clock) -> None:
             for adj in adj_list:
                 if adj.id in at_of:
                     adj.invoiced_at = at_of[adj.id]
-    # finalized at issue (the grace and the meters' lateness are over at the period end)
-    at_issue = [i for i in issued if i.finalize_at <= i.sub.current_period_end]
+    # finalized at issue, from the lines just composed: at the period end if the grace and
+    # the meters' lateness are over by then, else at as_of if they are by then (the run's
+    # second pass would finalize it at as_of, re-reading what this transaction just read)
+    at_issue = [
+        (i, i.sub.current_period_end if i.finalize_at <= i.sub.current_period_end else as_of)
+        for i in issued
+        if i.finalize_at <= as_of
+    ]
     final_events = _finalize(
         chunk,
-        [(_final_of(i.invoice_id, i.parts.lines, drafts[i.invoice_id][1]),
-          i.sub.current_period_end) for i in at_issue],
+        [(_final_of(i.invoice_id, i.parts.lines, drafts[i.invoice_id][1]), at)
+         for i, at in at_issue],
         clock,
     )  # fmt: skip
     by_sub = {i.sub.id: i for i in issued}

@@ -61,11 +61,16 @@ def lines_of(session: Session, invoice: Invoice) -> Sequence[InvoiceLine]:
 
 def issue_for_subscription(
     session: Session, sub: Subscription, point: compose.Point, now: datetime, clock: Clock,
-    *, at: datetime | None = None,
+    *, at: datetime | None = None, finalize_by: datetime | None = None,
 ) -> Invoice | None:  # fmt: skip
     """The invoice of ``sub`` at ``point``, once: the billing key (subscription + instant)
     is unique in the database, so a repeated or concurrent run finds it there and changes
-    nothing. Returns None when there is nothing to bill or it was billed already."""
+    nothing. Returns None when there is nothing to bill or it was billed already.
+
+    It is finalized at once, from the lines just composed, when its grace and the meters'
+    lateness are over: at ``now`` if they are by then, else at ``finalize_by`` (a billing
+    run's as_of, the time its second pass would finalize it at) if they are by then;
+    otherwise it stays a draft until they are."""
     c = compose.compose(session, sub, point, at=at)
     if not c.lines:
         return None
@@ -95,7 +100,9 @@ def issue_for_subscription(
     if c.coupon_used:
         sub.coupon_periods_used += 1
     if finalize_at <= now:
-        finalize(session, invoice, now, clock)
+        finalize(session, invoice, now, clock, lines=c.lines)
+    elif finalize_by is not None and finalize_at <= finalize_by:
+        finalize(session, invoice, finalize_by, clock, lines=c.lines)
     return invoice
 
 
@@ -296,11 +303,17 @@ def _as_compose(line: InvoiceLine) -> compose.Line:
     )  # fmt: skip
 
 
-def finalize(session: Session, invoice: Invoice, now: datetime, clock: Clock) -> Invoice:
-    """Number it, freeze it, record it in the ledger and settle it with customer credit."""
+def finalize(
+    session: Session, invoice: Invoice, now: datetime, clock: Clock, *,
+    lines: Sequence[compose.Line] | None = None,
+) -> Invoice:  # fmt: skip
+    """Number it, freeze it, record it in the ledger and settle it with customer credit.
+    ``lines``: the draft's lines as just written, in the transaction that composed them
+    from the usage it read (nothing to re-rate, nothing to re-read)."""
     if invoice.status != "draft":
         raise InvalidInvoiceState(detail=f"Invoice {invoice.id} is {invoice.status}.")
-    refresh_usage(session, invoice)
+    if lines is None:
+        refresh_usage(session, invoice)
     org = orgs.load(session, invoice.org_id)
     from kassa.customers import service as customers
 
@@ -317,14 +330,16 @@ def finalize(session: Session, invoice: Invoice, now: datetime, clock: Clock) ->
     invoice.locale = customer.locale or invoice.locale
     invoice.updated_at = clock.now()
     session.flush()
-    lines = lines_of(session, invoice)
+    if lines is None:
+        sales = [postings.SaleLine(x.revenue_account, x.amount) for x in lines_of(session, invoice)]
+    else:
+        sales = [postings.SaleLine(x.account, x.amount) for x in lines]
     ledger.post(
         session, invoice.org_id, kind="invoice_finalized", source_type="invoice",
         source_id=invoice.id, key=f"invoice_finalized:{invoice.id}", currency=invoice.currency,
         occurred_at=now,
         postings=postings.invoice_finalized(
-            invoice.customer_id, invoice.id,
-            [postings.SaleLine(line.revenue_account, line.amount) for line in lines],
+            invoice.customer_id, invoice.id, sales,
             [postings.TaxAmount(t["category"], Decimal(t["rate"]), t["amount"])
              for t in invoice.tax],
         ),

@@ -44,17 +44,22 @@ def _roll(session: Session, sub: Subscription, tz: str) -> None:
 
 
 def _bill(
-    session: Session, sub: Subscription, point: compose.Point, at: datetime, clock: Clock
-) -> None:
-    invoicing.issue_for_subscription(session, sub, point, at, clock)
+    session: Session, sub: Subscription, point: compose.Point, at: datetime, clock: Clock,
+    finalize_by: datetime | None,
+) -> None:  # fmt: skip
+    invoicing.issue_for_subscription(session, sub, point, at, clock, finalize_by=finalize_by)
 
 
 def bills_in_advance(session: Session, sub: Subscription) -> bool:
     return support.plan_of(session, sub)[1].pay_in_advance
 
 
-def step(session: Session, sub: Subscription, clock: Clock) -> datetime:
-    """Apply the one transition due at ``sub.next_action_at``; return its time."""
+def step(
+    session: Session, sub: Subscription, clock: Clock, *, finalize_by: datetime | None = None
+) -> datetime:
+    """Apply the one transition due at ``sub.next_action_at``; return its time. An invoice
+    it issues whose grace and lateness are over by ``finalize_by`` (a billing run's as_of)
+    is finalized at once (``invoicing.issue_for_subscription``)."""
     at = sub.next_action_at
     assert at is not None
     customer = support.customer_of(session, sub)
@@ -63,7 +68,7 @@ def step(session: Session, sub: Subscription, clock: Clock) -> datetime:
         sub.status = "trialing" if sub.trial_end is not None else "active"
         support.emit(session, clock, sub, "subscription.updated", at)
         if sub.status == "active" and bills_in_advance(session, sub):
-            _bill(session, sub, "start", at, clock)
+            _bill(session, sub, "start", at, clock, finalize_by)
     elif sub.status == "trialing" and not sub.trial_will_end_sent:
         sub.trial_will_end_sent = True
         support.emit(session, clock, sub, "subscription.trial_will_end", at)
@@ -80,14 +85,14 @@ def step(session: Session, sub: Subscription, clock: Clock) -> datetime:
         )
         support.emit(session, clock, sub, "subscription.updated", at)
         if bills_in_advance(session, sub):
-            _bill(session, sub, "start", at, clock)
+            _bill(session, sub, "start", at, clock, finalize_by)
     elif sub.cancel_at_period_end:
-        _bill(session, sub, "period_end", at, clock)
+        _bill(session, sub, "period_end", at, clock, finalize_by)
         sub.status = "canceled"
         sub.ended_at = sub.current_period_end
         support.emit(session, clock, sub, "subscription.canceled", at)
     else:
-        _bill(session, sub, "period_end", at, clock)
+        _bill(session, sub, "period_end", at, clock, finalize_by)
         _roll(session, sub, tz)
         support.emit(session, clock, sub, "subscription.updated", at)
     sub.next_action_at = support.next_action(sub)
@@ -96,11 +101,15 @@ def step(session: Session, sub: Subscription, clock: Clock) -> datetime:
     return at
 
 
-def advance(session: Session, sub: Subscription, until: datetime, clock: Clock) -> int:
-    """Run every transition of one subscription due at or before ``until``."""
+def advance(
+    session: Session, sub: Subscription, until: datetime, clock: Clock, *,
+    finalize_by: datetime | None = None,
+) -> int:  # fmt: skip
+    """Run every transition of one subscription due at or before ``until`` (``finalize_by``:
+    see ``step``)."""
     steps = 0
     while sub.next_action_at is not None and sub.next_action_at <= until:
-        step(session, sub, clock)
+        step(session, sub, clock, finalize_by=finalize_by)
         steps += 1
         if steps > MAX_STEPS:
             raise RuntimeError(f"subscription {sub.id} did not settle")

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import ColumnElement, Table, Text, any_, bindparam, cast, func, select, text
+from sqlalchemy import JSON, ColumnElement, Table, Text, any_, bindparam, cast, func, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
@@ -49,9 +49,20 @@ def _stage(
     session.execute(text(f"DELETE FROM {temp}"))  # noqa: S608
     raw = session.connection().connection.driver_connection
     assert raw is not None
+    json = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)]
     with raw.cursor().copy(f"COPY {temp} ({cols}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([Jsonb(v) if isinstance(v, dict | list) else v for v in row])
+        if not json:
+            for row in rows:
+                copy.write_row(row)
+        else:  # JSON columns as JSON text, encoded by msgspec (psycopg's Jsonb: the json
+            # module); None is SQL NULL, Jsonb(None) the JSON null
+            for row in rows:
+                values = list(row)
+                for i in json:
+                    value = values[i]
+                    if value is not None:
+                        values[i] = jsoncodec.encode(value.obj if type(value) is Jsonb else value)
+                copy.write_row(values)
     return temp
 
 

@@ -179,7 +179,8 @@ def snapshot(rt: Runtime, org_id: str, made: list[str], run_at: datetime) -> dic
             return [dict(r._mapping) for r in session.execute(text(sql), params)]
 
         invoices = rows("SELECT * FROM invoices WHERE org_id = :org AND created_at = :run")
-        for inv in invoices:  # an invoice is named by what it bills
+        named = rows("SELECT id, billing_key, number FROM invoices WHERE org_id = :org")
+        for inv in named:  # an invoice (also one drafted before the run) is named by what it bills
             key = inv["billing_key"] or inv["number"]
             names[inv["id"]] = ID.sub(lambda m: names.get(m.group(0), "?"), key)
         accounts = rows("SELECT id, code, currency FROM ledger_accounts WHERE org_id = :org")
@@ -216,7 +217,12 @@ def snapshot(rt: Runtime, org_id: str, made: list[str], run_at: datetime) -> dic
         return value
 
     def keyed(items: list[dict[str, Any]], *key: str) -> list[Any]:
-        return sorted((clean(i) for i in items), key=lambda i: tuple(str(i[k]) for k in key))
+        # rows whose keys read the same once ids are replaced by names would come in storage
+        # order (which differs between the two organizations): ties are ordered by content
+        return sorted(
+            (clean(i) for i in items),
+            key=lambda i: (tuple(str(i[k]) for k in key), repr(sorted(i.items()))),
+        )
 
     return {
         "invoices": keyed(invoices, "billing_key", "number"),

@@ -95,65 +95,64 @@ def run(
     now = clock.now()
     as_of = min(as_of or now, now)
     result = RunResult(as_of)
+
+    def bill(session: Session, org: str) -> tuple[int, int]:
+        """A chunk of due subscriptions: (how many, transitions)."""
+        if set_based:
+            due = bulk.due_subscriptions(
+                session, org, as_of, chunk,
+                ~_on_test_clock(Subscription),  # type: ignore[operator]
+            )  # fmt: skip
+            return len(due), bulk.bill_chunk(session, due, as_of, clock)
+        subs = _due_subscriptions(session, org, as_of, chunk)
+        steps = sum(engine.advance(session, s, as_of, clock, finalize_by=as_of) for s in subs)
+        return len(subs), steps
+
+    def finalize(session: Session, org: str) -> tuple[int, int]:
+        """A chunk of due drafts: (how many, 0)."""
+        if set_based:
+            count = bulk.finalize_drafts(
+                session, org, as_of, chunk,
+                ~_on_test_clock(Invoice),  # type: ignore[operator]
+                clock,
+            )  # fmt: skip
+            return count, 0
+        drafts = _due_drafts(session, org, as_of, chunk)
+        for invoice in drafts:
+            service.finalize(session, invoice, as_of, clock)
+        return len(drafts), 0
+
     for org in _orgs(db, org_id):
         result.organizations += 1
-        while True:
-            refresh_statistics(db)
-            with db.transaction(org) as session:
-                if set_based:
-                    due = bulk.due_subscriptions(
-                        session,
-                        org,
-                        as_of,
-                        chunk,
-                        ~_on_test_clock(Subscription),  # type: ignore[operator]
-                    )
-                    count = len(due)
-                    result.transitions += bulk.bill_chunk(session, due, as_of, clock)
-                else:
-                    subs = _due_subscriptions(session, org, as_of, chunk)
-                    count = len(subs)
-                    for sub in subs:
-                        result.transitions += engine.advance(
-                            session, sub, as_of, clock, finalize_by=as_of
-                        )
-                issued = session.info.pop("invoices_issued", 0)
-                finalized = session.info.pop("invoices_finalized", 0)
-            result.invoices_created += issued  # counted once the chunk has committed
-            result.invoices_finalized += finalized
-            if progress and count:
-                progress("subscriptions", count)
-            if count < chunk:
-                break
-        while True:
-            refresh_statistics(db)
-            with db.transaction(org) as session:
-                if set_based:
-                    count = bulk.finalize_drafts(
-                        session,
-                        org,
-                        as_of,
-                        chunk,
-                        ~_on_test_clock(Invoice),  # type: ignore[operator]
-                        clock,
-                    )
-                else:
-                    drafts = _due_drafts(session, org, as_of, chunk)
-                    count = len(drafts)
-                    for invoice in drafts:
-                        service.finalize(session, invoice, as_of, clock)
-                finalized = session.info.pop("invoices_finalized", 0)
-            result.invoices_finalized += finalized
-            if progress and count:
-                progress("invoices", count)
-            if count < chunk:
-                break
+        _drain(db, org, chunk, bill, "subscriptions", result, progress)
+        _drain(db, org, chunk, finalize, "invoices", result, progress)
     if result.transitions or result.invoices_finalized:
         log.info(
             "billing_run", transitions=result.transitions, created=result.invoices_created,
             finalized=result.invoices_finalized, as_of=as_of.isoformat(),
         )  # fmt: skip
     return result
+
+
+def _drain(
+    db: Database, org: str, chunk: int, work: Callable[[Session, str], tuple[int, int]],
+    phase: str, result: RunResult, progress: Progress | None,
+) -> None:  # fmt: skip
+    """Run ``work`` one chunk (one transaction) at a time until a chunk comes out short;
+    what a chunk did is counted once it has committed."""
+    while True:
+        refresh_statistics(db)
+        with db.transaction(org) as session:
+            count, transitions = work(session, org)
+            issued = session.info.pop("invoices_issued", 0)
+            finalized = session.info.pop("invoices_finalized", 0)
+        result.transitions += transitions
+        result.invoices_created += issued
+        result.invoices_finalized += finalized
+        if progress and count:
+            progress(phase, count)
+        if count < chunk:
+            return
 
 
 def refresh_statistics(db: Database) -> int:

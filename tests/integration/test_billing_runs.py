@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from kassa.config import Settings
 from kassa.core.clock import FrozenClock
@@ -35,14 +35,17 @@ from tests.conftest import Tenant, make_customer, make_plan, signup
 MONTHS_AGO = 100  # days: three or four period ends have passed
 
 
-def backdated(client: TestClient, rt: Runtime, tenant: Tenant, count: int) -> datetime:
-    """``count`` subscriptions (monthly, billed in arrears) created ~100 days ago while no
-    billing ran since: every period end since is due now."""
+def backdated(
+    client: TestClient, rt: Runtime, tenant: Tenant, count: int, days_ago: int = MONTHS_AGO
+) -> datetime:
+    """``count`` subscriptions (monthly, billed in arrears) created ``days_ago`` while no
+    billing ran since: every period end since is due now. (Those one period behind are
+    billed by the set-based path, those further behind by the per-subscription engine.)"""
     r = client.patch("/v1/org", json={"invoice_grace_seconds": 0}, headers=tenant.headers)
     assert r.status_code == 200, r.text
     plan = make_plan(client, tenant, amount=1000, pay_in_advance=False)
     customers = [make_customer(client, tenant, timezone="UTC")["id"] for _ in range(count)]
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=MONTHS_AGO)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=days_ago)
     who = Principal(org_id=tenant.org_id, role=Role.OWNER, user_id=tenant.user_id)
     with rt.db.transaction(tenant.org_id) as session:
         for customer in customers:
@@ -52,10 +55,15 @@ def backdated(client: TestClient, rt: Runtime, tenant: Tenant, count: int) -> da
 
 
 def assert_exactly_one_invoice_per_period(rt: Runtime, org_id: str, start: datetime) -> int:
-    """Per subscription: invoice periods tile [start, current period start) with no gap and
-    no overlap; numbers are gapless; the ledger verifies clean."""
+    """Per subscription: invoice periods tile [its start, current period start) with no gap
+    and no overlap; numbers are gapless; the ledger verifies clean. ``start``: the earliest
+    start."""
     total = 0
     with rt.db.transaction(org_id) as session:
+        sequences = sorted(
+            session.scalars(select(Invoice.sequence).where(Invoice.org_id == org_id))
+        )
+        assert sequences == list(range(1, len(sequences) + 1)), "numbers with gaps"
         subs = session.scalars(select(Subscription).where(Subscription.org_id == org_id)).all()
         for sub in subs:
             periods = sorted(
@@ -67,7 +75,7 @@ def assert_exactly_one_invoice_per_period(rt: Runtime, org_id: str, start: datet
                 )
             )
             assert periods, f"{sub.id} was never billed"
-            assert periods[0][0] == start
+            assert periods[0][0] == sub.start_at >= start
             for (_, end, _), (nxt, _, _) in zip(periods, periods[1:], strict=False):
                 assert end == nxt, f"{sub.id}: gap or overlap at {end} / {nxt}"
             assert periods[-1][1] == sub.current_period_start
@@ -93,6 +101,7 @@ def test_running_twice_bills_each_period_once(
 
 def test_two_workers_billing_at_once(client: TestClient, tenant: Tenant, rt: Runtime) -> None:
     start = backdated(client, rt, tenant, 12)
+    backdated(client, rt, tenant, 12, days_ago=35)  # one period behind: the set-based path
     with ThreadPoolExecutor(2) as pool:
         results = list(
             pool.map(lambda _: billing.run(rt.db, rt.clock, org_id=tenant.org_id, chunk=2), [0, 1])
@@ -151,12 +160,28 @@ def _cli(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
 def test_a_billing_worker_killed_at_random_moments_never_double_bills(
     client: TestClient, tenant: Tenant, rt: Runtime, settings: Settings
 ) -> None:
-    start = backdated(client, rt, tenant, 120)  # enough work that most runs die mid-way
+    # several periods behind (the per-subscription engine) and one (the set-based path):
+    # more work than 20 runs killed early get through
+    start = backdated(client, rt, tenant, 80)
+    backdated(client, rt, tenant, 80, days_ago=35)
     rng = random.Random(20261122)
+
+    def invoices() -> int:
+        with rt.db.transaction(tenant.org_id) as session:
+            return session.scalar(
+                select(func.count()).select_from(Invoice).where(Invoice.org_id == tenant.org_id)
+            ) or 0  # fmt: skip
+
     kills = 0
     for _ in range(20):
+        # killed at a random moment once it has committed a random number of invoices
+        # (so each run gets somewhere, however fast the machine and the code)
+        before, wanted = invoices(), rng.randint(1, 8)
         proc = _cli(settings, "billing", "run", "--org", tenant.org_id, "--chunk", "3")
-        time.sleep(rng.uniform(0.3, 2.5))
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and invoices() < before + wanted and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0, 0.03))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
@@ -164,8 +189,8 @@ def test_a_billing_worker_killed_at_random_moments_never_double_bills(
     done = _cli(settings, "billing", "run", "--org", tenant.org_id)
     out, _ = done.communicate(timeout=120)
     assert done.returncode == 0, out.decode()
-    assert kills >= 10, f"only {kills} runs were still working when killed"
-    assert assert_exactly_one_invoice_per_period(rt, tenant.org_id, start) >= 120
+    assert kills >= 15, f"only {kills} runs were still working when killed"
+    assert assert_exactly_one_invoice_per_period(rt, tenant.org_id, start) >= 80 * 3 + 80
     check = _cli(settings, "ledger", "verify", "--org", tenant.org_id)
     out, _ = check.communicate(timeout=60)
     assert check.returncode == 0, out.decode()
@@ -212,9 +237,10 @@ def test_a_run_finalizes_what_it_issues_once_its_window_is_over(
     if set_based:
         finalize_drafts = billing.bulk.finalize_drafts
 
-        def spy(*args: Any) -> int:
-            second_pass.append(finalize_drafts(*args))
-            return second_pass[-1]
+        def spy(*args: Any) -> tuple[int, Any]:
+            found = finalize_drafts(*args)
+            second_pass.append(found[0])
+            return found
 
         monkeypatch.setattr(billing.bulk, "finalize_drafts", spy)
     else:

@@ -163,3 +163,41 @@ def test_finalized_rows_are_immutable_in_the_database(
             ),
             {"org": tenant.org_id},
         )
+
+    # a line added to a finalized invoice is refused (committed by another transaction) ...
+    add_line = (
+        "INSERT INTO invoice_lines (org_id, id, invoice_id, position, kind, description,"
+        " quantity, amount, revenue_account) VALUES (:org, :line, :inv, 9, 'one_off', 'x', 1,"
+        " 1, 'revenue:one_off')"
+    )
+    with (
+        pytest.raises(DBAPIError, match="finalized invoice"),
+        rt.db.transaction(tenant.org_id) as session,
+    ):
+        session.execute(text(add_line), {"org": tenant.org_id, "inv": inv["id"], "line": "il_x"})
+    # ... but an invoice inserted final gets its lines in the transaction that inserts it
+    # (a billing run's invoices, migration 0010); nobody sees it before it is complete
+    with rt.db.transaction(tenant.org_id) as session:
+        session.execute(
+            text(
+                "INSERT INTO invoices SELECT (jsonb_populate_record(i, jsonb_build_object("
+                "'id', 'inv_own', 'number', 'OWN-1', 'sequence', -1))).* FROM invoices i"
+                " WHERE org_id = :org AND id = :inv"
+            ),
+            {"org": tenant.org_id, "inv": inv["id"]},
+        )
+        session.execute(text(add_line), {"org": tenant.org_id, "inv": "inv_own", "line": "il_y"})
+    with pytest.raises(DBAPIError), rt.db.transaction(tenant.org_id) as session:
+        session.execute(text("DELETE FROM invoice_lines WHERE org_id = :org AND id = 'il_y'"),
+                        {"org": tenant.org_id})  # fmt: skip
+
+
+@pytest.mark.parametrize("sequence", [1, 42, 999_999, 1_000_000, 12_345_678])
+def test_document_numbers_read_alike_in_python_and_sql(rt: Runtime, sequence: int) -> None:
+    from kassa.invoicing.service import document_number
+
+    with rt.db.transaction() as session:
+        in_sql = session.execute(
+            text("SELECT kassa_document_number('ACME-CN', :n)"), {"n": sequence}
+        ).scalar_one()
+    assert in_sql == document_number("ACME-CN", sequence)

@@ -8,7 +8,7 @@ Table and column names come from the callers' constants, never from input.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -37,7 +37,7 @@ def among(
     return column == any_(func.array(unpacked))
 
 
-def _stage(
+def stage(
     session: Session, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> str:
     """A temporary table shaped like ``table``'s ``columns`` (per connection, emptied at
@@ -74,14 +74,26 @@ def insert(
     DO NOTHING"); with ``returning`` (one column) the values of the inserted rows."""
     if not rows:
         return []
-    temp = _stage(session, table, columns, rows)
+    temp = stage(session, table, columns, rows)
+    return insert_staged(session, table, columns, temp, conflict=conflict, returning=returning)
+
+
+def insert_staged(
+    session: Session, table: Table, columns: Sequence[str], temp: str, *,
+    exprs: Mapping[str, str] | None = None, join: str = "", params: Mapping[str, Any] | None = None,
+    conflict: str | None = None, returning: str | None = None,
+) -> list[Any]:  # fmt: skip
+    """INSERT the rows ``stage`` put into ``temp`` (alias ``s``); ``exprs`` computes some
+    columns in SQL instead (column → expression, e.g. numbers from a counter taken since),
+    ``join`` adds a FROM clause item, ``params`` binds the expressions' parameters."""
     cols = ", ".join(columns)
-    sql = f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {temp}"  # noqa: S608
+    values = ", ".join((exprs or {}).get(c, f"s.{c}") for c in columns)
+    sql = f"INSERT INTO {table.name} ({cols}) SELECT {values} FROM {temp} s {join}"  # noqa: S608
     if conflict:
         sql += f" ON CONFLICT {conflict}"
     if returning:
-        return list(session.scalars(text(f"{sql} RETURNING {returning}")))
-    session.execute(text(sql))
+        return list(session.scalars(text(f"{sql} RETURNING {returning}"), params or {}))
+    session.execute(text(sql), params or {})
     return []
 
 
@@ -100,7 +112,7 @@ def update(
     for each chunk)."""
     if not rows:
         return 0
-    temp = _stage(session, table, [*key, *columns], rows)
+    temp = stage(session, table, [*key, *columns], rows)
     sets = ", ".join(f"{c} = s.{c}" for c in columns)
     match = " AND ".join(f"t.{k} = s.{k}" for k in key)
     bound = " AND ".join(f"t.{k} = ANY(CAST(:k{n} AS varchar[]))" for n, k in enumerate(key))

@@ -39,24 +39,34 @@ def record(
     return event
 
 
+COLUMNS = ("org_id", "id", "type", "object_id", "data", "occurred_at", "created_at")
+
+
+def rows_of(
+    clock: Clock, org_id: str, events: Sequence[tuple[str, dict[str, Any], datetime]]
+) -> list[tuple[Any, ...]]:
+    """The rows (``COLUMNS``) of many (type, JSON data, occurred_at) events; their ids
+    follow the order given, as ``record``'s follow the order of the calls."""
+    now = clock.now()
+    ids = new_ids("wh", len(events))
+    return [
+        (org_id, event_id, type_, str(data.get("id", "")), data, occurred_at, now)
+        for event_id, (type_, data, occurred_at) in zip(ids, events, strict=True)
+    ]
+
+
 def record_many(
     session: Session,
     clock: Clock,
     org_id: str,
     events: Sequence[tuple[str, dict[str, Any], datetime]],
 ) -> None:
-    """``record`` for many (type, JSON data, occurred_at) events in one statement; their
-    ids follow the order given, as ``record``'s follow the order of the calls."""
-    now = clock.now()
-    ids = new_ids("wh", len(events))
+    """``record`` for many events in one statement (see ``rows_of``)."""
     bulk.insert(
         session,
         DomainEvent.__table__,  # type: ignore[arg-type]
-        ("org_id", "id", "type", "object_id", "data", "occurred_at", "created_at"),
-        [
-            (org_id, event_id, type_, str(data.get("id", "")), data, occurred_at, now)
-            for event_id, (type_, data, occurred_at) in zip(ids, events, strict=True)
-        ],
+        COLUMNS,
+        rows_of(clock, org_id, events),
     )
 
 

@@ -9,10 +9,17 @@ of subscriptions (locked ``FOR UPDATE SKIP LOCKED``, so any number of workers sh
 work) is one transaction that issues its invoices and moves the subscriptions on together,
 and an invoice's billing key is unique. Killed at any moment, a run loses at most its open
 chunk, which the next run redoes; no period is billed twice or skipped.
+
+A run walks the due rows in their index order and asks for each chunk *after* the last row
+it took (a keyset cursor): rows it billed leave dead index entries behind until vacuum, and
+starting every chunk from the top would step over all of them (a run's cost would grow with
+the square of its size). A row another worker held locked when the cursor passed it is
+that worker's; if that worker dies instead, the row is due still and the next run bills it.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +41,8 @@ log = structlog.get_logger("kassa.billing")
 CHUNK = 200
 
 Progress = Callable[[str, int], None]  # (phase, items done in this step)
+Cursor = tuple[datetime, str] | None  # the (due time, id) of the last row a chunk took
+Work = Callable[[Session, str, Cursor], tuple[int, int, Cursor]]
 
 
 @dataclass
@@ -96,31 +105,35 @@ def run(
     as_of = min(as_of or now, now)
     result = RunResult(as_of)
 
-    def bill(session: Session, org: str) -> tuple[int, int]:
-        """A chunk of due subscriptions: (how many, transitions)."""
+    def bill(session: Session, org: str, after: Cursor) -> tuple[int, int, Cursor]:
+        """A chunk of due subscriptions: (how many, transitions, the last one's key)."""
         if set_based:
             due = bulk.due_subscriptions(
                 session, org, as_of, chunk,
                 ~_on_test_clock(Subscription),  # type: ignore[operator]
+                after,
             )  # fmt: skip
-            return len(due), bulk.bill_chunk(session, due, as_of, clock)
-        subs = _due_subscriptions(session, org, as_of, chunk)
+            last = _key(due[-1].next_action_at, due[-1].id) if due else after
+            return len(due), bulk.bill_chunk(session, due, as_of, clock), last
+        subs = _due_subscriptions(session, org, as_of, chunk, after)
+        last = _key(subs[-1].next_action_at, subs[-1].id) if subs else after
         steps = sum(engine.advance(session, s, as_of, clock, finalize_by=as_of) for s in subs)
-        return len(subs), steps
+        return len(subs), steps, last
 
-    def finalize(session: Session, org: str) -> tuple[int, int]:
-        """A chunk of due drafts: (how many, 0)."""
+    def finalize(session: Session, org: str, after: Cursor) -> tuple[int, int, Cursor]:
+        """A chunk of due drafts: (how many, 0, the last one's key)."""
         if set_based:
-            count = bulk.finalize_drafts(
+            count, last = bulk.finalize_drafts(
                 session, org, as_of, chunk,
                 ~_on_test_clock(Invoice),  # type: ignore[operator]
-                clock,
+                clock, after,
             )  # fmt: skip
-            return count, 0
-        drafts = _due_drafts(session, org, as_of, chunk)
+            return count, 0, last or after
+        drafts = _due_drafts(session, org, as_of, chunk, after)
+        last = _key(drafts[-1].finalize_at, drafts[-1].id) if drafts else after
         for invoice in drafts:
             service.finalize(session, invoice, as_of, clock)
-        return len(drafts), 0
+        return len(drafts), 0, last
 
     for org in _orgs(db, org_id):
         result.organizations += 1
@@ -134,16 +147,25 @@ def run(
     return result
 
 
+def _key(due: datetime | None, row_id: str) -> Cursor:
+    assert due is not None  # a due row has its due time
+    return due, row_id
+
+
 def _drain(
-    db: Database, org: str, chunk: int, work: Callable[[Session, str], tuple[int, int]],
-    phase: str, result: RunResult, progress: Progress | None,
+    db: Database, org: str, chunk: int, work: Work, phase: str, result: RunResult,
+    progress: Progress | None,
 ) -> None:  # fmt: skip
-    """Run ``work`` one chunk (one transaction) at a time until a chunk comes out short;
-    what a chunk did is counted once it has committed."""
-    while True:
-        refresh_statistics(db)
+    """Run ``work`` one chunk (one transaction) at a time, each after the last row the
+    previous one took, until a chunk comes out short; what a chunk did is counted once it
+    has committed. Statistics are refreshed before chunks 1, 2, 4, 8, …: the tables a run
+    loads outgrow theirs when the run's own rows have doubled, not at every chunk."""
+    after: Cursor = None
+    for n in itertools.count(1):
+        if n & (n - 1) == 0:
+            refresh_statistics(db)
         with db.transaction(org) as session:
-            count, transitions = work(session, org)
+            count, transitions, after = work(session, org, after)
             issued = session.info.pop("invoices_issued", 0)
             finalized = session.info.pop("invoices_finalized", 0)
         result.transitions += transitions
@@ -166,7 +188,7 @@ def refresh_statistics(db: Database) -> int:
 
 
 def _due_subscriptions(
-    session: Session, org_id: str, as_of: datetime, limit: int
+    session: Session, org_id: str, as_of: datetime, limit: int, after: Cursor
 ) -> list[Subscription]:
     return list(
         session.scalars(
@@ -174,6 +196,7 @@ def _due_subscriptions(
             .where(
                 Subscription.org_id == org_id,
                 Subscription.next_action_at <= as_of,
+                bulk.after_key((Subscription.next_action_at, Subscription.id), after),
                 ~_on_test_clock(Subscription),  # type: ignore[operator]
             )
             .order_by(Subscription.next_action_at, Subscription.id)
@@ -183,7 +206,9 @@ def _due_subscriptions(
     )
 
 
-def _due_drafts(session: Session, org_id: str, as_of: datetime, limit: int) -> list[Invoice]:
+def _due_drafts(
+    session: Session, org_id: str, as_of: datetime, limit: int, after: Cursor
+) -> list[Invoice]:
     return list(
         session.scalars(
             select(Invoice)
@@ -191,6 +216,7 @@ def _due_drafts(session: Session, org_id: str, as_of: datetime, limit: int) -> l
                 Invoice.org_id == org_id,
                 Invoice.status == "draft",
                 Invoice.finalize_at <= as_of,
+                bulk.after_key((Invoice.finalize_at, Invoice.id), after),
                 ~_on_test_clock(Invoice),  # type: ignore[operator]
             )
             .order_by(Invoice.finalize_at, Invoice.id)

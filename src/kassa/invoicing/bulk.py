@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import Row, select
+from sqlalchemy import Row, Table, select, true, tuple_
 from sqlalchemy.orm import Session
 
 from kassa.catalog import plans
@@ -37,6 +37,7 @@ from kassa.core.ids import new_ids
 from kassa.customers.models import Customer
 from kassa.db import bulk
 from kassa.events import service as events
+from kassa.events.models import DomainEvent
 from kassa.invoicing import compose, service
 from kassa.invoicing.models import Invoice, InvoiceLine
 from kassa.ledger import postings
@@ -238,14 +239,25 @@ class Chunk:
 # --- subscriptions -----------------------------------------------------------------------
 
 
+def after_key(columns: tuple[Any, Any], after: tuple[datetime, str] | None) -> Any:
+    """``(time, id) > after`` (true without one): the due rows past the last one a run
+    took, an index condition on the due-order indexes (migration 0009)."""
+    if after is None:
+        return true()
+    return tuple_(*columns) > tuple_(*after)
+
+
 def due_subscriptions(
-    session: Session, org_id: str, as_of: datetime, limit: int, not_on_test_clock: Any
-) -> list[SubState]:
+    session: Session, org_id: str, as_of: datetime, limit: int, not_on_test_clock: Any,
+    after: tuple[datetime, str] | None = None,
+) -> list[SubState]:  # fmt: skip
+    """A locked chunk of due subscriptions, in due order, past ``after`` (billing's cursor)."""
     rows = session.execute(
         select(*_SUB_COLUMNS)
         .where(
             Subscription.org_id == org_id,
             Subscription.next_action_at <= as_of,
+            after_key((Subscription.next_action_at, Subscription.id), after),
             not_on_test_clock,
         )
         .order_by(Subscription.next_action_at, Subscription.id)
@@ -365,71 +377,72 @@ class _Issued:
     parts: compose.Parts
     invoice_id: str
     finalize_at: datetime
+    final_at: datetime | None  # finalized at issue, at this time (else a draft)
 
 
 def _bill_plain(chunk: Chunk, subs: Sequence[SubState], as_of: datetime, clock: Clock) -> None:
     """``engine.step`` for a run of plain period ends: bill (``issue_for_subscription``,
-    finalizing by ``as_of``), then roll over, for all of them at once."""
+    finalizing by ``as_of``), then roll over, for all of them at once.
+
+    An invoice finalized at issue is inserted final (migration 0010). Everything that needs
+    no invoice number is written first: the roll-over, the ledger (its deferred checks run
+    too), and the invoices, lines and events staged in temporary tables. Then the numbers
+    are taken and the staged rows inserted, numbered by the statement: the org's number
+    counter stays locked from there to the commit only, so concurrent workers overlap."""
     session, org = chunk.session, chunk.org
     now = clock.now()
     composed = [(s, compose.build(s, "period_end", chunk.tz(s.customer_id), chunk.sources(s)))
                 for s in subs]  # fmt: skip
     billed = [(s, parts) for s, parts in composed if parts.lines]
+    keys = {s.id: f"{s.id}@{parts.issued_at.isoformat()}" for s, parts in billed}
+    taken = set(
+        session.scalars(
+            select(Invoice.billing_key).where(
+                Invoice.org_id == org.id, bulk.among(Invoice.billing_key, keys.values())
+            )
+        )
+    )  # billed already (nothing else to do: ``issue_for_subscription`` writes none)
+    billed = [(s, parts) for s, parts in billed if keys[s.id] not in taken]
     grace = timedelta(seconds=org.invoice_grace_seconds)
-    issued = [
-        _Issued(s, parts, invoice_id,
-                max(parts.issued_at + grace, parts.period[1] + chunk.lateness(parts.version)))
-        for (s, parts), invoice_id in zip(billed, new_ids("inv", len(billed)), strict=True)
-    ]  # fmt: skip
-    drafts: dict[str, tuple[list[compose.Line], dict[str, Any]]] = {}
-    rows = []
+    issued = []
+    for (s, parts), invoice_id in zip(billed, new_ids("inv", len(billed)), strict=True):
+        finalize_at = max(parts.issued_at + grace, parts.period[1] + chunk.lateness(parts.version))
+        # finalized at issue, from the lines just composed: at the period end if the grace
+        # and the meters' lateness are over by then, else at as_of if they are by then (the
+        # run's second pass would finalize it at as_of, re-reading what this one just read)
+        final_at = None
+        if finalize_at <= as_of:
+            end = s.current_period_end
+            final_at = end if finalize_at <= end else as_of
+        issued.append(_Issued(s, parts, invoice_id, finalize_at, final_at))
+    seller = service.seller_of(org)
+    rows: list[tuple[Any, ...]] = []
+    txs: list[ledger.NewTransaction] = []
+    invoice_events: dict[str, list[Event]] = {}
     for item in issued:
         s, parts = item.sub, item.parts
-        row = _draft_row(chunk, s, parts, item.invoice_id, item.finalize_at, now)
-        rows.append(row)
-        drafts[item.invoice_id] = (parts.lines, dict(zip(_INVOICE_COLUMNS, row, strict=True)))
-    inserted = set(
-        bulk.insert(
-            session, Invoice.__table__, _INVOICE_COLUMNS, rows,  # type: ignore[arg-type]
-            conflict="(org_id, billing_key) DO NOTHING", returning="id",
-        )
-    )  # fmt: skip
-    issued = [item for item in issued if item.invoice_id in inserted]
-    _write_lines(session, org.id, [(i.invoice_id, i.parts.lines) for i in issued])
-    session.info["invoices_issued"] = session.info.get("invoices_issued", 0) + len(issued)
-    adjusted = [a for i in issued for a in i.parts.adjustment_ids]
-    if adjusted:
-        at_of = {a: i.sub.current_period_end for i in issued for a in i.parts.adjustment_ids}
-        for adj_list in chunk.adjustments.values():
-            for adj in adj_list:
-                if adj.id in at_of:
-                    adj.invoiced_at = at_of[adj.id]
-    # finalized at issue, from the lines just composed: at the period end if the grace and
-    # the meters' lateness are over by then, else at as_of if they are by then (the run's
-    # second pass would finalize it at as_of, re-reading what this transaction just read)
-    at_issue = [
-        (i, i.sub.current_period_end if i.finalize_at <= i.sub.current_period_end else as_of)
-        for i in issued
-        if i.finalize_at <= as_of
-    ]
-    final_events = _finalize(
-        chunk,
-        [(_final_of(i.invoice_id, i.parts.lines, drafts[i.invoice_id][1]), at)
-         for i, at in at_issue],
-        clock,
-    )  # fmt: skip
-    by_sub = {i.sub.id: i for i in issued}
+        row = _draft_row(chunk, s, parts, item.invoice_id, keys[s.id], item.finalize_at, now)
+        happened = [("invoice.created", _draft_event(row), s.current_period_end)]
+        if item.final_at is not None:
+            final = _final_of(item.invoice_id, parts.lines, row)
+            values, tx, finalized = _finalization(chunk, final, item.final_at, None, seller)
+            row.update(values, sequence=len(txs) + 1)  # the statement adds the counter's base
+            txs.append(tx)
+            happened += finalized
+        invoice_events[s.id] = happened
+        rows.append(tuple(row[c] for c in _ISSUE_COLUMNS))
     coupon_used = {i.sub.id for i in issued if i.parts.coupon_used}
+    invoiced_at = {a: i.sub.current_period_end for i in issued for a in i.parts.adjustment_ids}
+    for adj_list in chunk.adjustments.values():
+        for adj in adj_list:
+            if adj.id in invoiced_at:
+                adj.invoiced_at = invoiced_at[adj.id]
     event_rows: list[Event] = []
     rolls = []
     for s in subs:
-        at = s.current_period_end
-        billed_as = by_sub.get(s.id)
-        if billed_as is not None:
-            written = drafts[billed_as.invoice_id][1]
-            event_rows.append(("invoice.created", _draft_event(written), at))
-            event_rows += final_events.get(billed_as.invoice_id, [])
+        event_rows += invoice_events.get(s.id, [])
         (plan_id, version, quantity), period = _rolled(chunk, s)
+        at = s.current_period_end
         s.plan_id, s.plan_version, s.quantity = plan_id, version, quantity
         s.pending_plan_id = s.pending_plan_version = s.pending_quantity = None
         s.current_period_start, s.current_period_end = period
@@ -438,17 +451,64 @@ def _bill_plain(chunk: Chunk, subs: Sequence[SubState], as_of: datetime, clock: 
         s.updated_at = now
         event_rows.append(("subscription.updated", _sub_event(session, s), at))
         rolls.append((s.org_id, s.id, *(getattr(s, c) for c in _ROLL_COLUMNS)))
+    session.flush()
     changed = bulk.update(
         session, Subscription.__table__, ("org_id", "id"), _ROLL_COLUMNS, rolls,  # type: ignore[arg-type]
     )  # fmt: skip
     assert changed == len(rolls), (changed, len(rolls))
-    events.record_many(session, clock, org.id, event_rows)
+    if txs:
+        ledger.post_many(session, org.id, txs, clock)
+        ledger.check_now(session)
+    if not rows:
+        events.record_many(session, clock, org.id, event_rows)
+        return
+    invoices_temp = bulk.stage(session, _INVOICES, _ISSUE_COLUMNS, rows)
+    lines_temp = _stage_lines(session, org.id, [(i.invoice_id, i.parts.lines) for i in issued])
+    events_temp = bulk.stage(session, _EVENTS, events.COLUMNS,
+                             events.rows_of(clock, org.id, event_rows))  # fmt: skip
+    # the counter's lock is held from here to the commit
+    params = {"prefix": org.invoice_prefix, "base": 0}
+    if txs:
+        params["base"] = service.next_numbers(session, org.id, "invoice", len(txs)) - 1
+    inserted = bulk.insert_staged(
+        session, _INVOICES, _ISSUE_COLUMNS, invoices_temp, exprs=_NUMBERED, params=params,
+        conflict="(org_id, billing_key) DO NOTHING", returning="id",
+    )  # fmt: skip
+    if len(inserted) != len(rows):  # billed meanwhile by a path that skipped the row lock
+        raise RuntimeError(f"{len(rows) - len(inserted)} invoices were billed concurrently")
+    bulk.insert_staged(session, _LINES, _LINE_COLUMNS, lines_temp)
+    bulk.insert_staged(
+        session, _EVENTS, events.COLUMNS, events_temp, exprs=_NUMBERED_EVENT, params=params,
+        join=f"LEFT JOIN {invoices_temp} i ON i.id = s.object_id",
+    )  # fmt: skip
+    session.info["invoices_issued"] = session.info.get("invoices_issued", 0) + len(rows)
+    session.info["invoices_finalized"] = session.info.get("invoices_finalized", 0) + len(txs)
+
+
+_INVOICES = cast(Table, Invoice.__table__)
+_LINES = cast(Table, InvoiceLine.__table__)
+_EVENTS = cast(Table, DomainEvent.__table__)
+_ISSUE_COLUMNS = (
+    *_INVOICE_COLUMNS, "sequence", "number", "finalized_at", "due_at", "seller", "buyer",
+    "paid_at",
+)  # fmt: skip
+# staged: ``sequence`` is the invoice's place among those finalized (1, 2, …), ``number``
+# empty; inserted: numbered from the counter's value before them (``base``)
+_NUMBERED = {
+    "sequence": "s.sequence + :base",
+    "number": "kassa_document_number(:prefix, s.sequence + :base)",
+}
+_NUMBERED_EVENT = {
+    "data": "CASE WHEN s.type IN ('invoice.finalized', 'invoice.paid') AND i.sequence IS NOT NULL"
+    " THEN jsonb_set(s.data, '{number}', to_jsonb(kassa_document_number(:prefix,"
+    " i.sequence + :base))) ELSE s.data END",
+}
 
 
 def _draft_row(
-    chunk: Chunk, s: SubState, parts: compose.Parts, invoice_id: str, finalize_at: datetime,
-    now: datetime,
-) -> tuple[Any, ...]:  # fmt: skip
+    chunk: Chunk, s: SubState, parts: compose.Parts, invoice_id: str, key: str,
+    finalize_at: datetime, now: datetime,
+) -> dict[str, Any]:  # fmt: skip
     """``service._insert_draft`` with ``_totals`` applied: the invoice row as written."""
     decision = parts.decision
     rows = compose.tax_rows(decision, parts.lines)
@@ -456,18 +516,20 @@ def _draft_row(
     discount = -sum(line.amount for line in parts.lines if line.kind == "discount")
     tax_total = sum(r.amount for r in rows)
     total = subtotal - discount + tax_total
-    key = f"{s.id}@{parts.issued_at.isoformat()}"
     customer = chunk.customers[s.customer_id]
-    return (
-        s.org_id, invoice_id, s.customer_id, s.id, key, "draft", parts.currency,
-        parts.period[0], parts.period[1], parts.plan.id, parts.version.version, parts.quantity,
-        parts.coupon.id if parts.coupon_used and parts.coupon else None,
-        decision.category, decision.rate, subtotal, discount, tax_total, total, 0, 0, 0, 0, 0,
-        max(total, 0),
-        [{"category": r.category, "rate": str(r.rate), "taxable_amount": r.taxable_amount,
-          "amount": r.amount} for r in rows],
-        [decision.note] if decision.note else [], customer.locale or "en",
-        chunk.org.payment_terms_days, parts.issued_at, finalize_at, {}, now, now,
+    return dict(
+        zip(_ISSUE_COLUMNS, (
+            s.org_id, invoice_id, s.customer_id, s.id, key, "draft", parts.currency,
+            parts.period[0], parts.period[1], parts.plan.id, parts.version.version,
+            parts.quantity, parts.coupon.id if parts.coupon_used and parts.coupon else None,
+            decision.category, decision.rate, subtotal, discount, tax_total, total, 0, 0, 0, 0,
+            0, max(total, 0),
+            [{"category": r.category, "rate": str(r.rate), "taxable_amount": r.taxable_amount,
+              "amount": r.amount} for r in rows],
+            [decision.note] if decision.note else [], customer.locale or "en",
+            chunk.org.payment_terms_days, parts.issued_at, finalize_at, {}, now, now,
+            None, None, None, None, None, None, None,
+        ), strict=True)
     )  # fmt: skip
 
 
@@ -491,14 +553,14 @@ def _sub_event(session: Session, s: SubState) -> dict[str, Any]:
     return support.to_schema(session, cast(Subscription, s)).model_dump(mode="json")
 
 
-def _write_lines(
+def _stage_lines(
     session: Session, org_id: str, invoices: Sequence[tuple[str, Sequence[compose.Line]]]
-) -> None:
-    """``service._write_lines`` for many invoices in one statement."""
+) -> str:
+    """``service._write_lines`` for many invoices, staged for one statement."""
     count = sum(len(lines) for _, lines in invoices)
     ids = iter(new_ids("il", count))
-    bulk.insert(
-        session, InvoiceLine.__table__, _LINE_COLUMNS,  # type: ignore[arg-type]
+    return bulk.stage(
+        session, _LINES, _LINE_COLUMNS,
         [
             (org_id, next(ids), invoice_id, position, line.kind, line.description[:500],
              line.quantity, line.unit_amount, line.amount, line.meter, line.period_start,
@@ -512,11 +574,47 @@ def _write_lines(
 # --- finalizing --------------------------------------------------------------------------
 
 
+def _finalization(
+    chunk: Chunk, inv: Final, at: datetime, number: str | None, seller: dict[str, Any]
+) -> tuple[dict[str, Any], ledger.NewTransaction, list[Event]]:
+    """``service.finalize`` of one invoice known to need no re-rating and whose customer
+    has no credit to apply, at ``at``: the invoice's new column values (but its number),
+    its ledger transaction and its events (``number`` in their data)."""
+    customer = chunk.customers[inv.customer_id]
+    paid = inv.amount_due == 0
+    values = {
+        "status": "paid" if paid else "open", "finalized_at": at,
+        "due_at": at + timedelta(days=inv.payment_terms_days), "seller": seller,
+        "buyer": service.buyer_of(customer), "locale": customer.locale or inv.locale,
+        "paid_at": at if paid else None,
+    }  # fmt: skip
+    tx = ledger.NewTransaction(
+        kind="invoice_finalized", source_type="invoice", source_id=inv.id,
+        key=f"invoice_finalized:{inv.id}", currency=inv.currency, occurred_at=at,
+        postings=postings.invoice_finalized(
+            inv.customer_id, inv.id, inv.sales,
+            [postings.TaxAmount(t["category"], Decimal(t["rate"]), t["amount"]) for t in inv.tax],
+        ),
+        customer_id=inv.customer_id,
+    )  # fmt: skip
+
+    def data(status: str, due: int) -> dict[str, Any]:
+        return service.event_data(
+            inv.id, number, inv.customer_id, inv.subscription_id, status, inv.currency,
+            inv.total, due,
+        )  # fmt: skip
+
+    happened = [("invoice.finalized", data("open", inv.amount_due), at)]
+    if paid:
+        happened.append(("invoice.paid", data("paid", 0), at))
+    return values, tx, happened
+
+
 def _finalize(
     chunk: Chunk, invoices: Sequence[tuple[Final, datetime]], clock: Clock
 ) -> dict[str, list[Event]]:
-    """``service.finalize`` for drafts known to need no re-rating and whose customer has
-    no credit to apply, numbered in the order given; returns each invoice's events."""
+    """``_finalization`` of drafts written earlier, numbered in the order given; returns
+    each invoice's events."""
     if not invoices:
         return {}
     session, org = chunk.session, chunk.org
@@ -526,41 +624,15 @@ def _finalize(
     rows = []
     txs = []
     out: dict[str, list[Event]] = {}
-    for n, (inv, now) in enumerate(invoices):
-        customer = chunk.customers[inv.customer_id]
+    for n, (inv, at) in enumerate(invoices):
         sequence = first + n
-        number = f"{org.invoice_prefix}-{sequence:06d}"
-        paid = inv.amount_due == 0
-        rows.append((
-            org.id, inv.id, sequence, number, "paid" if paid else "open", now,
-            now + timedelta(days=inv.payment_terms_days), seller, service.buyer_of(customer),
-            customer.locale or inv.locale, now if paid else None, updated,
-        ))  # fmt: skip
-        txs.append(
-            ledger.NewTransaction(
-                kind="invoice_finalized", source_type="invoice", source_id=inv.id,
-                key=f"invoice_finalized:{inv.id}", currency=inv.currency, occurred_at=now,
-                postings=postings.invoice_finalized(
-                    inv.customer_id, inv.id, inv.sales,
-                    [postings.TaxAmount(t["category"], Decimal(t["rate"]), t["amount"])
-                     for t in inv.tax],
-                ),
-                customer_id=inv.customer_id,
-            )
-        )  # fmt: skip
-
-        def data(status: str, due: int, inv: Final = inv, number: str = number) -> dict[str, Any]:
-            return service.event_data(
-                inv.id, number, inv.customer_id, inv.subscription_id, status, inv.currency,
-                inv.total, due,
-            )  # fmt: skip
-
-        out[inv.id] = [("invoice.finalized", data("open", inv.amount_due), now)]
-        if paid:
-            out[inv.id].append(("invoice.paid", data("paid", 0), now))
+        number = service.document_number(org.invoice_prefix, sequence)
+        values, tx, out[inv.id] = _finalization(chunk, inv, at, number, seller)
+        values.update(sequence=sequence, number=number, updated_at=updated)
+        rows.append((org.id, inv.id, *(values[c] for c in _FINAL_COLUMNS)))
+        txs.append(tx)
     changed = bulk.update(
-        session, Invoice.__table__, ("org_id", "id"), _FINAL_COLUMNS, rows,  # type: ignore[arg-type]
-        where="t.status = 'draft'",
+        session, _INVOICES, ("org_id", "id"), _FINAL_COLUMNS, rows, where="t.status = 'draft'",
     )  # fmt: skip
     assert changed == len(rows), (changed, len(rows))
     ledger.post_many(session, org.id, txs, clock)
@@ -582,22 +654,23 @@ _LINE_READ = (
 
 def finalize_drafts(
     session: Session, org_id: str, as_of: datetime, limit: int, not_on_test_clock: Any,
-    clock: Clock,
-) -> int:  # fmt: skip
-    """Finalize a locked chunk of due drafts (``service.finalize`` for each, in order);
-    returns how many drafts the chunk had."""
+    clock: Clock, after: tuple[datetime, str] | None = None,
+) -> tuple[int, tuple[datetime, str] | None]:  # fmt: skip
+    """Finalize a locked chunk of due drafts past ``after`` (``service.finalize`` for each,
+    in order); returns how many drafts the chunk had and the last one's (due time, id)."""
     drafts = session.execute(
-        select(*_DRAFT_COLUMNS)
+        select(*_DRAFT_COLUMNS, Invoice.finalize_at)
         .where(
             Invoice.org_id == org_id, Invoice.status == "draft", Invoice.finalize_at <= as_of,
-            not_on_test_clock,
+            after_key((Invoice.finalize_at, Invoice.id), after), not_on_test_clock,
         )
         .order_by(Invoice.finalize_at, Invoice.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()  # fmt: skip
     if not drafts:
-        return 0
+        return 0, None
+    last = (drafts[-1].finalize_at, drafts[-1].id)
     lines: dict[str, list[Any]] = {}
     for line in session.execute(
         select(*_LINE_READ)
@@ -648,7 +721,7 @@ def finalize_drafts(
             for d in ordered:
                 invoice = service.load(session, org_id, by_id[d.id].id)
                 service.finalize(session, invoice, as_of, clock)
-    return len(drafts)
+    return len(drafts), last
 
 
 def _usage_lines(lines: Sequence[Row[Any]]) -> list[Row[Any]]:

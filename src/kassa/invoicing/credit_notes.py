@@ -90,8 +90,9 @@ def create(
     to_invoice = min(total, invoice.amount_due) if invoice.status == "open" else 0
     org = orgs.load(session, org_id)
     sequence = service.next_number(session, org_id, "credit_note")
+    number = service.document_number(f"{org.invoice_prefix}-CN", sequence)
     note = CreditNote(
-        org_id=org_id, id=new_id("cn"), number=f"{org.invoice_prefix}-CN-{sequence:06d}",
+        org_id=org_id, id=new_id("cn"), number=number,
         invoice_id=invoice.id, customer_id=invoice.customer_id, currency=invoice.currency,
         reason=data.reason, memo=data.memo,
         lines=[{k: v for k, v in item.items() if k != "account"} | {

@@ -243,6 +243,12 @@ def next_number(session: Session, org_id: str, kind: str) -> int:
     )
 
 
+def document_number(prefix: str, sequence: int) -> str:
+    """``PREFIX-000042``, wider than six digits as needed (in SQL: ``kassa_document_number``,
+    migration 0010, for rows numbered by the statement that inserts them)."""
+    return f"{prefix}-{sequence:06d}"
+
+
 def next_numbers(session: Session, org_id: str, kind: str, count: int) -> int:
     """``next_number`` for ``count`` documents at once: returns the first of the
     ``count`` consecutive numbers now taken (the counter row stays locked likewise)."""
@@ -320,7 +326,7 @@ def finalize(
     customer = customers.resolve(session, invoice.org_id, invoice.customer_id)
     sequence = next_number(session, invoice.org_id, "invoice")
     invoice.sequence = sequence
-    invoice.number = f"{org.invoice_prefix}-{sequence:06d}"
+    invoice.number = document_number(org.invoice_prefix, sequence)
     invoice.status = "open"
     session.info["invoices_finalized"] = session.info.get("invoices_finalized", 0) + 1
     invoice.finalized_at = now

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -152,6 +152,15 @@ def post_many(
          for n, (code, debit, credit, invoice) in enumerate(rows, start=1)],
     )  # fmt: skip
     return [tx_ids[tx.key] if tx_ids.get(tx.key) in inserted else None for tx in txs]
+
+
+def check_now(session: Session) -> None:
+    """Run the deferred checks of the transactions written so far now rather than at
+    commit (each has entries; ``ledger_transactions_balanced``, migration 0006), then defer
+    again: a billing chunk clears them before it takes its numbers, so the number counter
+    is not held locked while they run."""
+    session.execute(text("SET CONSTRAINTS ledger_transactions_balanced IMMEDIATE"))
+    session.execute(text("SET CONSTRAINTS ledger_transactions_balanced DEFERRED"))
 
 
 def _accounts_many(

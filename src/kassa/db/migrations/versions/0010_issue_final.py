@@ -1,0 +1,82 @@
+"""invoices issued final, numbered last
+
+A billing run finalizes most invoices in the transaction that issues them. It used to
+insert each as a draft, write its lines, then UPDATE it to final: a second version of
+every invoice row and of each of its index entries, plus a row trigger call. Now such an
+invoice is inserted final, so its lines come after a row that is no longer a draft. The
+lines guard (0006) keeps its promise — the lines of a *finalized* invoice never change —
+in the form that matters to everyone else: lines may be inserted into a draft, or into an
+invoice this very transaction inserted or last wrote (its ``xmin``), which nobody else
+can see before it commits, final and complete. Updating or deleting the lines of an
+invoice that is not a draft stays refused, in any transaction.
+
+``kassa_document_number(prefix, sequence)``: a document's number as the application
+formats it (``PREFIX-000042``; wider than six digits as needed), so that a billing chunk
+can take its numbers as its last statement and number the rows it staged in SQL: the
+document counter stays locked from that statement to the commit only.
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-12-06 14:00:00
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0010"
+down_revision = "0009"
+branch_labels = None
+depends_on = None
+
+_LOOKUPS = "SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off"
+
+_CHECK = """
+    EXECUTE $q$
+        SELECT count(*) FROM (SELECT DISTINCT org_id, invoice_id FROM {table}) l
+        WHERE NOT EXISTS (SELECT 1 FROM invoices i WHERE i.org_id = l.org_id
+                          AND i.id = l.invoice_id AND {allowed})
+    $q$ INTO bad;
+    IF bad > 0 THEN
+        RAISE EXCEPTION 'the lines of a finalized invoice cannot change'
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+"""
+_DRAFT = "i.status = 'draft'"
+_DRAFT_OR_OWN = "(i.status = 'draft' OR i.xmin = pg_current_xact_id()::xid)"
+
+UPGRADE = (
+    f"""
+    CREATE OR REPLACE FUNCTION kassa_invoice_lines_immutable() RETURNS trigger
+    LANGUAGE plpgsql {_LOOKUPS} AS $$
+    DECLARE
+        bad bigint;
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            {_CHECK.format(table="new_lines", allowed=_DRAFT_OR_OWN)}
+        END IF;
+        IF TG_OP = 'UPDATE' THEN
+            {_CHECK.format(table="new_lines", allowed=_DRAFT)}
+        END IF;
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            {_CHECK.format(table="old_lines", allowed=_DRAFT)}
+        END IF;
+        RETURN NULL;
+    END $$
+    """,
+    """
+    CREATE FUNCTION kassa_document_number(prefix text, sequence bigint) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+        SELECT prefix || '-' || lpad(sequence::text, greatest(6, length(sequence::text)), '0')
+    $$
+    """,
+)
+
+
+def upgrade() -> None:
+    for stmt in UPGRADE:
+        op.execute(stmt)
+
+
+def downgrade() -> None:
+    raise NotImplementedError("this migration cannot be reverted")

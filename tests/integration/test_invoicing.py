@@ -201,3 +201,21 @@ def test_document_numbers_read_alike_in_python_and_sql(rt: Runtime, sequence: in
             text("SELECT kassa_document_number('ACME-CN', :n)"), {"n": sequence}
         ).scalar_one()
     assert in_sql == document_number("ACME-CN", sequence)
+
+
+def test_a_ledger_transaction_is_written_with_its_entries_or_not_at_all(
+    client: TestClient, tenant: Tenant, rt: Runtime
+) -> None:
+    """Checked when the statement ends (migration 0010), not deferred to the commit."""
+    with (
+        pytest.raises(DBAPIError, match="has 0 entries"),
+        rt.db.transaction(tenant.org_id) as session,
+    ):
+        session.execute(
+            text(
+                "INSERT INTO ledger_transactions (org_id, id, kind, source_type, source_id,"
+                " idempotency_key, currency, occurred_at, created_at) VALUES (:org, 'ltx_x',"
+                " 'manual', 'test', 'x', 'k', 'eur', now(), now())"
+            ),
+            {"org": tenant.org_id},
+        )

@@ -146,8 +146,10 @@ class Chunk:
     usage: dict[tuple[datetime, datetime], dict[tuple[str, str], Decimal]] = field(
         default_factory=dict
     )
+    _plans: dict[tuple[str, int | None], tuple[Plan, PlanVersion]] = field(default_factory=dict)
     _pricing: dict[tuple[str, int], PlanPricing] = field(default_factory=dict)
-    _decisions: dict[tuple[str, datetime], tax.TaxDecision] = field(default_factory=dict)
+    _rollups: dict[tuple[str, int], bool] = field(default_factory=dict)
+    _decisions: dict[tuple[Any, ...], tax.TaxDecision] = field(default_factory=dict)
 
     @classmethod
     def load(cls, session: Session, org_id: str, customer_ids: Sequence[str]) -> Chunk:
@@ -165,8 +167,12 @@ class Chunk:
         return cls(session, orgs.load(session, org_id), customers, meters, credit)
 
     def plan(self, plan_id: str, version: int | None) -> tuple[Plan, PlanVersion]:
-        found = plans.resolve(self.session, self.org.id, plan_id)
-        return found, plans.version_of(self.session, found, version)
+        found = self._plans.get((plan_id, version))
+        if found is None:
+            plan = plans.resolve(self.session, self.org.id, plan_id)
+            found = plan, plans.version_of(self.session, plan, version)
+            self._plans[(plan_id, version)] = found
+        return found
 
     def pricing(self, plan: Plan, version: PlanVersion) -> PlanPricing:
         key = (plan.id, version.version)
@@ -179,11 +185,14 @@ class Chunk:
 
     def rollups_answer(self, plan: Plan, version: PlanVersion) -> bool:
         """Whether the chunk's usage query can rate every charge of ``version``."""
-        return all(
-            self.meters[c.meter].aggregation in metering.BULK_AGGREGATIONS
-            and not getattr(c.properties, "per_event", False)
-            for c in self.pricing(plan, version).charges
-        )
+        key = (plan.id, version.version)
+        if key not in self._rollups:
+            self._rollups[key] = all(
+                self.meters[c.meter].aggregation in metering.BULK_AGGREGATIONS
+                and not getattr(c.properties, "per_event", False)
+                for c in self.pricing(plan, version).charges
+            )
+        return self._rollups[key]
 
     def load_usage(
         self, wanted: Iterator[tuple[str, Plan, PlanVersion, datetime, datetime]]
@@ -211,12 +220,15 @@ class Chunk:
         }
 
     def decision(self, customer_id: str, on: datetime) -> tax.TaxDecision:
-        key = (customer_id, on)
-        if key not in self._decisions:
-            c = self.customers[customer_id]
-            party = compose.tax_party(c.address, c.tax_kind, c.tax_id, c.tax_exempt)
-            self._decisions[key] = compose.decide(self.org, party, self.tz(customer_id), on)
-        return self._decisions[key]
+        """The tax decision for the customer on ``on``, made once per kind of buyer (a
+        chunk's customers mostly share country, kind and time zone)."""
+        c = self.customers[customer_id]
+        party = compose.tax_party(c.address, c.tax_kind, c.tax_id, c.tax_exempt)
+        key = (party, self.tz(customer_id), on)
+        found = self._decisions.get(key)
+        if found is None:
+            found = self._decisions[key] = compose.decide(self.org, party, key[1], on)
+        return found
 
     def sources(self, sub: SubState) -> compose.Sources:
         def usage(start: datetime, end: datetime) -> Mapping[str, Usage]:
@@ -458,7 +470,6 @@ def _bill_plain(chunk: Chunk, subs: Sequence[SubState], as_of: datetime, clock: 
     assert changed == len(rolls), (changed, len(rolls))
     if txs:
         ledger.post_many(session, org.id, txs, clock)
-        ledger.check_now(session)
     if not rows:
         events.record_many(session, clock, org.id, event_rows)
         return

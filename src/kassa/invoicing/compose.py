@@ -336,4 +336,5 @@ def usage_lines(
 
 
 def tax_rows(decision: tax.TaxDecision, lines: list[Line]) -> list[tax.TaxLine]:
-    return tax.compute_tax([(decision, line.amount) for line in lines]) if lines else []
+    """The tax breakdown of lines that share one decision: one row, on their sum."""
+    return tax.compute_tax([(decision, sum(line.amount for line in lines))]) if lines else []

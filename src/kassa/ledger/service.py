@@ -3,59 +3,44 @@ boundary owns the transaction; the database checks the balance at commit."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import func, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Table, func, select, text
 from sqlalchemy.orm import Session
 
+from kassa.core import jsoncodec
 from kassa.core.clock import Clock
 from kassa.core.ids import new_id, new_ids
 from kassa.db import bulk
 from kassa.ledger import postings as rules
 from kassa.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 
-
-def accounts_for(
-    session: Session, org_id: str, codes: set[str], currency: str, customer_id: str | None,
-    clock: Clock,
-) -> dict[str, str]:  # fmt: skip
-    """code → account id, creating missing accounts (race-free: ON CONFLICT DO NOTHING)."""
-    found = _load(session, org_id, codes, currency)
-    missing = codes - found.keys()
-    if missing:
-        session.execute(
-            insert(LedgerAccount)
-            .values(
-                [
-                    {
-                        "org_id": org_id, "id": new_id("la"), "code": code,
-                        "type": rules.account_type(code), "currency": currency,
-                        "customer_id": customer_id if ":cus_" in code else None,
-                        "created_at": clock.now(),
-                    }
-                    for code in sorted(missing)
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=["org_id", "code", "currency"])
-        )  # fmt: skip
-        found = _load(session, org_id, codes, currency)
-    return found
-
-
-def _load(session: Session, org_id: str, codes: set[str], currency: str) -> dict[str, str]:
-    return {
-        code: account_id
-        for code, account_id in session.execute(
-            select(LedgerAccount.code, LedgerAccount.id).where(
-                LedgerAccount.org_id == org_id,
-                LedgerAccount.currency == currency,
-                bulk.among(LedgerAccount.code, codes),
-            )
-        )
-    }
+_TX_COLUMNS = (
+    "org_id", "id", "kind", "source_type", "source_id", "idempotency_key", "currency",
+    "occurred_at", "created_at",
+)  # fmt: skip
+_ENTRY_COLUMNS = (
+    "org_id", "transaction_id", "line", "account_id", "debit", "credit", "currency",
+    "invoice_id", "occurred_at",
+)  # fmt: skip
+# a transaction and its entries in one statement: the database checks both when it ends
+# (at least two entries, balanced per currency; migrations 0006 and 0010)
+_POST = text(
+    f"WITH t AS (INSERT INTO ledger_transactions ({', '.join(_TX_COLUMNS)})"  # noqa: S608
+    " VALUES (:org, :id, :kind, :source_type, :source_id, :key, :currency, :occurred_at, :now)"
+    " ON CONFLICT (org_id, idempotency_key) DO NOTHING"
+    " RETURNING org_id, id, currency, occurred_at)"
+    f" INSERT INTO ledger_entries ({', '.join(_ENTRY_COLUMNS)})"
+    " SELECT t.org_id, t.id, e.line, e.account_id, e.debit, e.credit, t.currency,"
+    " e.invoice_id, t.occurred_at FROM t, jsonb_to_recordset(CAST(:entries AS jsonb))"
+    " AS e(line integer, account_id text, debit bigint, credit bigint, invoice_id text)"
+    " RETURNING transaction_id"
+)
+_TXS = cast(Table, LedgerTransaction.__table__)
+_ENTRIES = cast(Table, LedgerEntry.__table__)
 
 
 def post(
@@ -69,33 +54,22 @@ def post(
     rows = rules.entries(postings)
     if not rows:
         return None
-    tx_id = new_id("ltx")
+    owners = {(code, currency): _owner(code, customer_id) for code, *_ in rows}
+    ids = _accounts(session, org_id, owners, clock)
+    entries = [
+        {"line": n, "account_id": ids[(code, currency)], "debit": debit, "credit": credit,
+         "invoice_id": invoice}
+        for n, (code, debit, credit, invoice) in enumerate(rows, start=1)
+    ]  # fmt: skip
     inserted = session.execute(
-        insert(LedgerTransaction)
-        .values(
-            org_id=org_id, id=tx_id, kind=kind, source_type=source_type, source_id=source_id,
-            idempotency_key=key, currency=currency, occurred_at=occurred_at,
-            created_at=clock.now(),
-        )
-        .on_conflict_do_nothing(index_elements=["org_id", "idempotency_key"])
-        .returning(LedgerTransaction.id)
-    ).scalar()  # fmt: skip
-    if inserted is None:
-        return None
-    ids = accounts_for(session, org_id, {r[0] for r in rows}, currency, customer_id, clock)
-    session.execute(  # one statement: the database checks the balance per statement
-        insert(LedgerEntry).values(
-            [
-                {
-                    "org_id": org_id, "transaction_id": tx_id, "line": n,
-                    "account_id": ids[code], "debit": debit, "credit": credit,
-                    "currency": currency, "invoice_id": invoice, "occurred_at": occurred_at,
-                }
-                for n, (code, debit, credit, invoice) in enumerate(rows, start=1)
-            ]
-        )
-    )  # fmt: skip
-    return tx_id
+        _POST,
+        {
+            "org": org_id, "id": new_id("ltx"), "kind": kind, "source_type": source_type,
+            "source_id": source_id, "key": key, "currency": currency,
+            "occurred_at": occurred_at, "now": clock.now(), "entries": jsoncodec.encode(entries),
+        },
+    ).first()  # fmt: skip
+    return None if inserted is None else str(inserted[0])
 
 
 @dataclass(frozen=True)
@@ -115,84 +89,92 @@ class NewTransaction:
 def post_many(
     session: Session, org_id: str, txs: Sequence[NewTransaction], clock: Clock
 ) -> list[str | None]:
-    """``post`` for many transactions in a handful of statements (a billing chunk): each is
+    """``post`` for many transactions in a few statements (a billing chunk): each is
     recorded once (by key); returns each one's id, None where nothing was recorded."""
-    pending = []
+    todo = []
     for tx in txs:
         rules.check_balanced(tx.postings)
-        pending.append(rules.entries(tx.postings))
-    todo = [(tx, rows) for tx, rows in zip(txs, pending, strict=True) if rows]
+        rows = rules.entries(tx.postings)
+        if rows:
+            todo.append((tx, rows))
+    if not todo:
+        return [None] * len(txs)
     tx_ids = dict(zip((tx.key for tx, _ in todo), new_ids("ltx", len(todo)), strict=True))
+    owners = {
+        (code, tx.currency): _owner(code, tx.customer_id) for tx, rows in todo for code, *_ in rows
+    }
+    ids = _accounts(session, org_id, owners, clock)
     now = clock.now()
-    inserted = set(
-        bulk.insert(
-            session, LedgerTransaction.__table__,  # type: ignore[arg-type]
-            ("org_id", "id", "kind", "source_type", "source_id", "idempotency_key", "currency",
-             "occurred_at", "created_at"),
-            [(org_id, tx_ids[tx.key], tx.kind, tx.source_type, tx.source_id, tx.key,
-              tx.currency, tx.occurred_at, now) for tx, _ in todo],
-            conflict="(org_id, idempotency_key) DO NOTHING", returning="id",
-        )
+    txs_temp = bulk.stage(
+        session, _TXS, _TX_COLUMNS,
+        [(org_id, tx_ids[tx.key], tx.kind, tx.source_type, tx.source_id, tx.key, tx.currency,
+          tx.occurred_at, now) for tx, _ in todo],
     )  # fmt: skip
-    todo = [(tx, rows) for tx, rows in todo if tx_ids[tx.key] in inserted]
-    needed: dict[str, set[str]] = {}
-    owners: dict[tuple[str, str], str | None] = {}
-    for tx, rows in todo:
-        for code, *_ in rows:
-            needed.setdefault(tx.currency, set()).add(code)
-            owners[(code, tx.currency)] = tx.customer_id if ":cus_" in code else None
-    ids = _accounts_many(session, org_id, needed, owners, clock)
-    bulk.insert(
-        session, LedgerEntry.__table__,  # type: ignore[arg-type]
-        ("org_id", "transaction_id", "line", "account_id", "debit", "credit", "currency",
-         "invoice_id", "occurred_at"),
+    entries_temp = bulk.stage(
+        session, _ENTRIES, _ENTRY_COLUMNS,
         [(org_id, tx_ids[tx.key], n, ids[(code, tx.currency)], debit, credit, tx.currency,
           invoice, tx.occurred_at)
          for tx, rows in todo
          for n, (code, debit, credit, invoice) in enumerate(rows, start=1)],
     )  # fmt: skip
+    tx_cols, entry_cols = ", ".join(_TX_COLUMNS), ", ".join(_ENTRY_COLUMNS)
+    inserted = set(
+        session.scalars(
+            text(
+                f"WITH t AS (INSERT INTO ledger_transactions ({tx_cols}) SELECT {tx_cols}"  # noqa: S608
+                f" FROM {txs_temp} ON CONFLICT (org_id, idempotency_key) DO NOTHING"
+                " RETURNING id),"
+                f" e AS (INSERT INTO ledger_entries ({entry_cols}) SELECT"
+                f" {', '.join(f's.{c}' for c in _ENTRY_COLUMNS)} FROM {entries_temp} s"
+                " JOIN t ON t.id = s.transaction_id)"
+                " SELECT id FROM t"
+            )
+        )
+    )  # fmt: skip
     return [tx_ids[tx.key] if tx_ids.get(tx.key) in inserted else None for tx in txs]
 
 
-def check_now(session: Session) -> None:
-    """Run the deferred checks of the transactions written so far now rather than at
-    commit (each has entries; ``ledger_transactions_balanced``, migration 0006), then defer
-    again: a billing chunk clears them before it takes its numbers, so the number counter
-    is not held locked while they run."""
-    session.execute(text("SET CONSTRAINTS ledger_transactions_balanced IMMEDIATE"))
-    session.execute(text("SET CONSTRAINTS ledger_transactions_balanced DEFERRED"))
+def _owner(code: str, customer_id: str | None) -> str | None:
+    return customer_id if ":cus_" in code else None
 
 
-def _accounts_many(
-    session: Session, org_id: str, needed: dict[str, set[str]],
-    owners: dict[tuple[str, str], str | None], clock: Clock,
-) -> dict[tuple[str, str], str]:  # fmt: skip
-    """(code, currency) → account id for every needed account, creating missing ones."""
-
-    def load() -> dict[tuple[str, str], str]:
-        found: dict[tuple[str, str], str] = {}
-        for currency, codes in needed.items():
-            found.update(
-                ((code, currency), account_id)
-                for code, account_id in _load(session, org_id, codes, currency).items()
-            )
-        return found
-
-    found = load()
-    missing = sorted(key for key in owners if key not in found)
-    if missing:
-        now = clock.now()
-        bulk.insert(
-            session, LedgerAccount.__table__,  # type: ignore[arg-type]
-            ("org_id", "id", "code", "type", "currency", "customer_id", "created_at"),
-            [(org_id, account_id, code, rules.account_type(code), currency,
-              owners[(code, currency)], now)
-             for account_id, (code, currency) in zip(new_ids("la", len(missing)), missing,
-                                                     strict=True)],
-            conflict="(org_id, code, currency) DO NOTHING",
-        )  # fmt: skip
-        found = load()
+def _accounts(
+    session: Session, org_id: str, owners: Mapping[tuple[str, str], str | None], clock: Clock
+) -> dict[tuple[str, str], str]:
+    """(code, currency) → account id for each account of ``owners`` ((code, currency) →
+    the customer it belongs to), creating the missing ones in the same statement (race
+    free: ON CONFLICT DO NOTHING, and an account another transaction created meanwhile is
+    read again)."""
+    wanted = sorted(owners)
+    rows = [
+        {"code": code, "currency": currency, "type": rules.account_type(code),
+         "customer_id": owners[(code, currency)], "id": account_id}
+        for (code, currency), account_id in zip(wanted, new_ids("la", len(wanted)), strict=True)
+    ]  # fmt: skip
+    params = {"org": org_id, "now": clock.now(), "wanted": jsoncodec.encode(rows)}
+    found = {(code, currency): account_id for code, currency, account_id in session.execute(
+        _ACCOUNTS, params)}  # fmt: skip
+    if len(found) < len(wanted):  # created by a concurrent transaction after this one began
+        found = {(code, currency): account_id for code, currency, account_id in session.execute(
+            _ACCOUNTS, params)}  # fmt: skip
     return found
+
+
+# The accounts wanted are looked up by code as an index condition (``= ANY(ARRAY(…))``,
+# see ``bulk.among``), whatever the planner thinks of a function's row estimate.
+_ACCOUNTS = text(
+    "WITH w AS (SELECT * FROM jsonb_to_recordset(CAST(:wanted AS jsonb)) AS w(code text,"
+    " currency text, type text, customer_id text, id text)),"
+    " old AS (SELECT a.code, a.currency, a.id FROM ledger_accounts a"
+    " WHERE a.org_id = :org AND a.code = ANY(ARRAY(SELECT code FROM w))"
+    " AND (a.code, a.currency) IN (SELECT code, currency FROM w)),"
+    " new AS (INSERT INTO ledger_accounts (org_id, id, code, type, currency, customer_id,"
+    " created_at) SELECT :org, w.id, w.code, w.type, w.currency, w.customer_id, :now FROM w"
+    " WHERE NOT EXISTS (SELECT 1 FROM old WHERE old.code = w.code"
+    " AND old.currency = w.currency)"
+    " ON CONFLICT (org_id, code, currency) DO NOTHING RETURNING code, currency, id)"
+    " SELECT code, currency, id FROM old UNION ALL SELECT code, currency, id FROM new"
+)
 
 
 def customer_credits(

@@ -1,4 +1,5 @@
-"""invoices issued final, numbered last
+"""billing run writes: invoices issued final and numbered last; ledger transactions
+checked per statement
 
 A billing run finalizes most invoices in the transaction that issues them. It used to
 insert each as a draft, write its lines, then UPDATE it to final: a second version of
@@ -14,6 +15,14 @@ invoice that is not a draft stays refused, in any transaction.
 formats it (``PREFIX-000042``; wider than six digits as needed), so that a billing chunk
 can take its numbers as its last statement and number the rows it staged in SQL: the
 document counter stays locked from that statement to the commit only.
+
+Ledger transactions are written together with their entries, in one statement (a
+data-modifying ``WITH``), and checked when it ends: every new transaction has at least two
+entries (``kassa_ledger_transactions_complete``, over the statement's new transactions), and
+every transaction that gained entries balances per currency (0006, unchanged). This replaces
+the deferred row trigger of 0006, which ran once per transaction at commit (a billing chunk
+of 500 invoices: 500 trigger calls, each planned anew). A transaction written without its
+entries is refused at once instead of at commit.
 
 Revision ID: 0010
 Revises: 0009
@@ -64,9 +73,34 @@ UPGRADE = (
         RETURN NULL;
     END $$
     """,
+    "DROP TRIGGER ledger_transactions_balanced ON ledger_transactions",
+    "DROP FUNCTION kassa_ledger_transaction_balanced()",
+    f"""
+    CREATE FUNCTION kassa_ledger_transactions_complete() RETURNS trigger LANGUAGE plpgsql
+    {_LOOKUPS} AS $$
+    DECLARE
+        bad record;
+    BEGIN
+        EXECUTE $q$
+            SELECT n.id AS tx, count(e.line) AS n FROM new_transactions n
+            LEFT JOIN ledger_entries e ON e.org_id = n.org_id AND e.transaction_id = n.id
+            GROUP BY n.id HAVING count(e.line) < 2 LIMIT 1
+        $q$ INTO bad;
+        IF bad.tx IS NOT NULL THEN
+            RAISE EXCEPTION 'ledger transaction % has % entries (at least 2)', bad.tx, bad.n
+                USING ERRCODE = 'check_violation';
+        END IF;
+        RETURN NULL;
+    END $$
+    """,
+    """
+    CREATE TRIGGER ledger_transactions_complete AFTER INSERT ON ledger_transactions
+    REFERENCING NEW TABLE AS new_transactions
+    FOR EACH STATEMENT EXECUTE FUNCTION kassa_ledger_transactions_complete()
+    """,
     """
     CREATE FUNCTION kassa_document_number(prefix text, sequence bigint) RETURNS text
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
         SELECT prefix || '-' || lpad(sequence::text, greatest(6, length(sequence::text)), '0')
     $$
     """,

@@ -66,7 +66,7 @@ from kassa.ledger.verify import verify  # noqa: E402
 from kassa.metering.ingest import MAX_BATCH, ingest  # noqa: E402
 from kassa.orgs import service as org_service  # noqa: E402
 from kassa.pricing import Usage, parse_charge, rate_charge  # noqa: E402
-from kassa.runtime import Runtime  # noqa: E402
+from kassa.runtime import Runtime, settle_garbage_collector  # noqa: E402
 from kassa.subscriptions import support  # noqa: E402
 
 DATABASE = f"kassa_bench_billing_{os.getpid()}"  # one per run: runs may overlap
@@ -350,6 +350,7 @@ def run_in_process(rt: Runtime, world: World, chunk: int) -> tuple[billing.RunRe
                 flush=True,
             )
 
+    settle_garbage_collector()  # as `kassa billing run` does (here: the setup's objects too)
     result = billing.run(
         rt.db, FrozenClock(world.run_at), org_id=world.org_id, chunk=chunk, progress=progress
     )
@@ -365,6 +366,7 @@ def _worker(
     try:
         with rt.db.transaction(org_id) as session:  # connect before the start
             session.execute(text("SELECT 1"))
+        settle_garbage_collector()  # as `kassa worker` and `kassa billing run` do
         barrier.wait()
         result = billing.run(rt.db, FrozenClock(run_at), org_id=org_id, chunk=chunk)
         results.put((result.transitions, result.invoices_created, result.invoices_finalized))
@@ -552,7 +554,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--subscriptions", type=int, default=100_000)
     parser.add_argument("--chunk", type=int, default=billing.CHUNK)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--events-per-meter", type=int, default=3)
     args = parser.parse_args()
     configure_logging("WARNING", "console")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -41,3 +42,12 @@ class Runtime:
 
     def close(self) -> None:
         self.db.dispose()
+
+
+def settle_garbage_collector() -> None:
+    """Everything imported and built at startup lives as long as the process: freeze it out
+    of the collector's sight, so a full collection (which a 10 000-event batch or a billing
+    chunk triggers several times) walks only the work's own garbage, not the whole
+    application (50-100 ms each). Called by ``serve``, ``worker`` and ``billing run``."""
+    gc.collect()
+    gc.freeze()

@@ -38,7 +38,7 @@ from kassa.subscriptions import engine
 from kassa.subscriptions.models import Subscription
 
 log = structlog.get_logger("kassa.billing")
-CHUNK = 200
+CHUNK = 500  # subscriptions (or drafts) per transaction
 
 Progress = Callable[[str, int], None]  # (phase, items done in this step)
 Cursor = tuple[datetime, str] | None  # the (due time, id) of the last row a chunk took

@@ -1,22 +1,28 @@
-"""Writing many rows in a few statements: COPY into a temporary table (COPY FROM refuses
-tables with row-level security), then one INSERT … SELECT or UPDATE … FROM, which the
-row-level security policies and the table's triggers see as one ordinary statement.
+"""Writing many rows in one statement: the rows travel as one JSON parameter (an array of
+arrays, encoded by msgspec in C) and are unpacked by ``jsonb_array_elements`` into a row
+source for one INSERT … SELECT or UPDATE … FROM, which the row-level security policies and
+the table's triggers see as one ordinary statement. (COPY FROM refuses tables with
+row-level security; copying into a temporary table first cost four round trips per table
+and a Python call per row and value to format it.)
 
 Table and column names come from the callers' constants, never from input.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg.types.json import Jsonb
 from sqlalchemy import JSON, ColumnElement, Table, Text, any_, bindparam, cast, func, select, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from kassa.core import jsoncodec
+
+_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
 def among(
@@ -37,33 +43,57 @@ def among(
     return column == any_(func.array(unpacked))
 
 
+@dataclass(frozen=True)
+class Staged:
+    """Rows shaped like ``table``'s ``columns``, ready to be a statement's row source:
+    ``source()`` is the SQL, ``params`` its one bound parameter."""
+
+    table: Table
+    columns: tuple[str, ...]
+    params: dict[str, str]
+    _param: str
+    extra: tuple[tuple[str, str], ...] = ()  # (name, SQL type) after the table's columns
+
+    def source(self, alias: str = "s") -> str:
+        """``(SELECT … FROM jsonb_array_elements(…)) alias``: each column cast to its type
+        (a JSON column's value is wrapped in a one-element array, so that SQL NULL and the
+        JSON null stay apart)."""
+        fields = []
+        for n, column in enumerate(self.columns):
+            kind = self.table.c[column].type
+            if isinstance(kind, JSON):
+                fields.append(f"r->{n}->0 AS {column}")
+            else:
+                fields.append(f"CAST(r->>{n} AS {kind.compile(dialect=_DIALECT)}) AS {column}")
+        for n, (name, sql_type) in enumerate(self.extra, start=len(self.columns)):
+            fields.append(f"CAST(r->>{n} AS {sql_type}) AS {name}")
+        return (
+            f"(SELECT {', '.join(fields)} FROM jsonb_array_elements("  # noqa: S608
+            f"CAST(:{self._param} AS jsonb)) r) {alias}"
+        )
+
+
 def stage(
-    session: Session, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]
-) -> str:
-    """A temporary table shaped like ``table``'s ``columns`` (per connection, emptied at
-    commit and before each use) holding ``rows``; returns its name."""
-    cols = ", ".join(columns)
-    temp = f"bulk_{table.name}_{zlib.crc32(cols.encode()):08x}"
-    create = f"CREATE TEMPORARY TABLE IF NOT EXISTS {temp} ON COMMIT DELETE ROWS AS"
-    session.execute(text(f"{create} SELECT {cols} FROM {table.name} WITH NO DATA"))  # noqa: S608
-    session.execute(text(f"DELETE FROM {temp}"))  # noqa: S608
-    raw = session.connection().connection.driver_connection
-    assert raw is not None
+    table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]],
+    extra: Sequence[tuple[str, str]] = (),
+) -> Staged:  # fmt: skip
+    """``rows`` (values in ``columns`` order, then ``extra``'s: (name, SQL type) of values
+    a statement reads but does not store) encoded for one statement. In a JSON column None
+    is SQL NULL and ``Jsonb(None)`` the JSON null."""
     json = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)]
-    with raw.cursor().copy(f"COPY {temp} ({cols}) FROM STDIN") as copy:
-        if not json:
-            for row in rows:
-                copy.write_row(row)
-        else:  # JSON columns as JSON text, encoded by msgspec (psycopg's Jsonb: the json
-            # module); None is SQL NULL, Jsonb(None) the JSON null
-            for row in rows:
-                values = list(row)
-                for i in json:
-                    value = values[i]
-                    if value is not None:
-                        values[i] = jsoncodec.encode(value.obj if type(value) is Jsonb else value)
-                copy.write_row(values)
-    return temp
+    if json:
+        rows = [_wrap_json(row, json) for row in rows]
+    name = f"rows_{table.name}"  # one staged source per table in a statement
+    return Staged(table, tuple(columns), {name: jsoncodec.encode(list(rows))}, name, tuple(extra))
+
+
+def _wrap_json(row: Sequence[Any], json: Sequence[int]) -> list[Any]:
+    values = list(row)
+    for i in json:
+        value = values[i]
+        if value is not None:
+            values[i] = [value.obj if type(value) is Jsonb else value]
+    return values
 
 
 def insert(
@@ -74,26 +104,27 @@ def insert(
     DO NOTHING"); with ``returning`` (one column) the values of the inserted rows."""
     if not rows:
         return []
-    temp = stage(session, table, columns, rows)
-    return insert_staged(session, table, columns, temp, conflict=conflict, returning=returning)
+    staged = stage(table, columns, rows)
+    return insert_staged(session, staged, conflict=conflict, returning=returning)
 
 
 def insert_staged(
-    session: Session, table: Table, columns: Sequence[str], temp: str, *,
-    exprs: Mapping[str, str] | None = None, join: str = "", params: Mapping[str, Any] | None = None,
-    conflict: str | None = None, returning: str | None = None,
+    session: Session, staged: Staged, *, exprs: Mapping[str, str] | None = None,
+    join: str = "", params: Mapping[str, Any] | None = None, conflict: str | None = None,
+    returning: str | None = None,
 ) -> list[Any]:  # fmt: skip
-    """INSERT the rows ``stage`` put into ``temp`` (alias ``s``); ``exprs`` computes some
-    columns in SQL instead (column → expression, e.g. numbers from a counter taken since),
-    ``join`` adds a FROM clause item, ``params`` binds the expressions' parameters."""
-    cols = ", ".join(columns)
-    values = ", ".join((exprs or {}).get(c, f"s.{c}") for c in columns)
-    sql = f"INSERT INTO {table.name} ({cols}) SELECT {values} FROM {temp} s {join}"  # noqa: S608
+    """INSERT the ``staged`` rows (alias ``s``); ``exprs`` computes some columns in SQL
+    instead (column → expression, e.g. numbers from a counter taken since), ``join`` adds
+    a FROM clause item, ``params`` binds the expressions' parameters."""
+    cols = ", ".join(staged.columns)
+    values = ", ".join((exprs or {}).get(c, f"s.{c}") for c in staged.columns)
+    sql = f"INSERT INTO {staged.table.name} ({cols}) SELECT {values} FROM {staged.source()} {join}"  # noqa: S608
     if conflict:
         sql += f" ON CONFLICT {conflict}"
+    bound = {**staged.params, **(params or {})}
     if returning:
-        return list(session.scalars(text(f"{sql} RETURNING {returning}"), params or {}))
-    session.execute(text(sql), params or {})
+        return list(session.scalars(text(f"{sql} RETURNING {returning}"), bound))
+    session.execute(text(sql), bound)
     return []
 
 
@@ -112,13 +143,13 @@ def update(
     for each chunk)."""
     if not rows:
         return 0
-    temp = stage(session, table, [*key, *columns], rows)
+    staged = stage(table, [*key, *columns], rows)
     sets = ", ".join(f"{c} = s.{c}" for c in columns)
     match = " AND ".join(f"t.{k} = s.{k}" for k in key)
     bound = " AND ".join(f"t.{k} = ANY(CAST(:k{n} AS varchar[]))" for n, k in enumerate(key))
-    sql = f"UPDATE {table.name} t SET {sets} FROM {temp} s WHERE {match} AND {bound}"  # noqa: S608
+    sql = f"UPDATE {table.name} t SET {sets} FROM {staged.source()} WHERE {match} AND {bound}"  # noqa: S608
     if where:
         sql += f" AND {where}"
     params = {f"k{n}": sorted({str(row[n]) for row in rows}) for n in range(len(key))}
-    result = session.execute(text(sql), params)
+    result = session.execute(text(sql), {**staged.params, **params})
     return int(result.rowcount)  # type: ignore[attr-defined]

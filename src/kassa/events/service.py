@@ -42,17 +42,17 @@ def record(
 COLUMNS = ("org_id", "id", "type", "object_id", "data", "occurred_at", "created_at")
 
 
-def rows_of(
-    clock: Clock, org_id: str, events: Sequence[tuple[str, dict[str, Any], datetime]]
-) -> list[tuple[Any, ...]]:
-    """The rows (``COLUMNS``) of many (type, JSON data, occurred_at) events; their ids
-    follow the order given, as ``record``'s follow the order of the calls."""
+def rows_of(clock: Clock, org_id: str, events: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The rows (``COLUMNS``) of many (type, JSON data, occurred_at, *more) events (more:
+    values the caller's statement reads after the columns); their ids follow the order
+    given, as ``record``'s follow the order of the calls."""
     now = clock.now()
     ids = new_ids("wh", len(events))
     return [
-        (org_id, event_id, type_, str(data.get("id", "")), data, occurred_at, now)
-        for event_id, (type_, data, occurred_at) in zip(ids, events, strict=True)
-    ]
+        (org_id, event_id, event[0], str(event[1].get("id", "")), event[1], event[2], now,
+         *event[3:])
+        for event_id, event in zip(ids, events, strict=True)
+    ]  # fmt: skip
 
 
 def record_many(

@@ -158,11 +158,12 @@ def _drain(
 ) -> None:  # fmt: skip
     """Run ``work`` one chunk (one transaction) at a time, each after the last row the
     previous one took, until a chunk comes out short; what a chunk did is counted once it
-    has committed. Statistics are refreshed before chunks 1, 2, 4, 8, …: the tables a run
-    loads outgrow theirs when the run's own rows have doubled, not at every chunk."""
+    has committed. Statistics are refreshed before chunks 1, 4, 16, 64, …: the tables a
+    run loads outgrow theirs as the run's own rows multiply, not at every chunk (and the
+    checks and lookups of a chunk no longer depend on them: migration 0010)."""
     after: Cursor = None
     for n in itertools.count(1):
-        if n & (n - 1) == 0:
+        if n & (n - 1) == 0 and n.bit_length() % 2:  # a power of 4
             refresh_statistics(db)
         with db.transaction(org) as session:
             count, transitions, after = work(session, org, after)

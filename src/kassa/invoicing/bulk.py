@@ -430,17 +430,20 @@ def _bill_plain(chunk: Chunk, subs: Sequence[SubState], as_of: datetime, clock: 
     seller = service.seller_of(org)
     rows: list[tuple[Any, ...]] = []
     txs: list[ledger.NewTransaction] = []
-    invoice_events: dict[str, list[Event]] = {}
+    # events with the place of the invoice they number among those finalized (or None)
+    invoice_events: dict[str, list[tuple[str, dict[str, Any], datetime, int | None]]] = {}
     for item in issued:
         s, parts = item.sub, item.parts
         row = _draft_row(chunk, s, parts, item.invoice_id, keys[s.id], item.finalize_at, now)
-        happened = [("invoice.created", _draft_event(row), s.current_period_end)]
+        happened: list[tuple[str, dict[str, Any], datetime, int | None]] = [
+            ("invoice.created", _draft_event(row), s.current_period_end, None)
+        ]
         if item.final_at is not None:
             final = _final_of(item.invoice_id, parts.lines, row)
             values, tx, finalized = _finalization(chunk, final, item.final_at, None, seller)
             row.update(values, sequence=len(txs) + 1)  # the statement adds the counter's base
             txs.append(tx)
-            happened += finalized
+            happened += [(kind, data, at, row["sequence"]) for kind, data, at in finalized]
         invoice_events[s.id] = happened
         rows.append(tuple(row[c] for c in _ISSUE_COLUMNS))
     coupon_used = {i.sub.id for i in issued if i.parts.coupon_used}
@@ -449,7 +452,7 @@ def _bill_plain(chunk: Chunk, subs: Sequence[SubState], as_of: datetime, clock: 
         for adj in adj_list:
             if adj.id in invoiced_at:
                 adj.invoiced_at = invoiced_at[adj.id]
-    event_rows: list[Event] = []
+    event_rows: list[tuple[str, dict[str, Any], datetime, int | None]] = []
     rolls = []
     for s in subs:
         event_rows += invoice_events.get(s.id, [])
@@ -461,7 +464,7 @@ def _bill_plain(chunk: Chunk, subs: Sequence[SubState], as_of: datetime, clock: 
         s.next_action_at = period[1]
         s.coupon_periods_used += s.id in coupon_used
         s.updated_at = now
-        event_rows.append(("subscription.updated", _sub_event(session, s), at))
+        event_rows.append(("subscription.updated", _sub_event(session, s), at, None))
         rolls.append((s.org_id, s.id, *(getattr(s, c) for c in _ROLL_COLUMNS)))
     session.flush()
     changed = bulk.update(
@@ -471,26 +474,26 @@ def _bill_plain(chunk: Chunk, subs: Sequence[SubState], as_of: datetime, clock: 
     if txs:
         ledger.post_many(session, org.id, txs, clock)
     if not rows:
-        events.record_many(session, clock, org.id, event_rows)
+        events.record_many(session, clock, org.id, [e[:3] for e in event_rows])
         return
-    invoices_temp = bulk.stage(session, _INVOICES, _ISSUE_COLUMNS, rows)
-    lines_temp = _stage_lines(session, org.id, [(i.invoice_id, i.parts.lines) for i in issued])
-    events_temp = bulk.stage(session, _EVENTS, events.COLUMNS,
-                             events.rows_of(clock, org.id, event_rows))  # fmt: skip
+    staged_invoices = bulk.stage(_INVOICES, _ISSUE_COLUMNS, rows)
+    staged_lines = _stage_lines(org.id, [(i.invoice_id, i.parts.lines) for i in issued])
+    staged_events = bulk.stage(
+        _EVENTS, events.COLUMNS, events.rows_of(clock, org.id, event_rows), [("sequence", "bigint")]
+    )
     # the counter's lock is held from here to the commit
     params = {"prefix": org.invoice_prefix, "base": 0}
     if txs:
         params["base"] = service.next_numbers(session, org.id, "invoice", len(txs)) - 1
     inserted = bulk.insert_staged(
-        session, _INVOICES, _ISSUE_COLUMNS, invoices_temp, exprs=_NUMBERED, params=params,
+        session, staged_invoices, exprs=_NUMBERED, params=params,
         conflict="(org_id, billing_key) DO NOTHING", returning="id",
     )  # fmt: skip
     if len(inserted) != len(rows):  # billed meanwhile by a path that skipped the row lock
         raise RuntimeError(f"{len(rows) - len(inserted)} invoices were billed concurrently")
-    bulk.insert_staged(session, _LINES, _LINE_COLUMNS, lines_temp)
+    bulk.insert_staged(session, staged_lines)
     bulk.insert_staged(
-        session, _EVENTS, events.COLUMNS, events_temp, exprs=_NUMBERED_EVENT, params=params,
-        join=f"LEFT JOIN {invoices_temp} i ON i.id = s.object_id",
+        session, staged_events, exprs=_NUMBERED_EVENT, params=params
     )  # fmt: skip
     session.info["invoices_issued"] = session.info.get("invoices_issued", 0) + len(rows)
     session.info["invoices_finalized"] = session.info.get("invoices_finalized", 0) + len(txs)
@@ -510,9 +513,8 @@ _NUMBERED = {
     "number": "kassa_document_number(:prefix, s.sequence + :base)",
 }
 _NUMBERED_EVENT = {
-    "data": "CASE WHEN s.type IN ('invoice.finalized', 'invoice.paid') AND i.sequence IS NOT NULL"
-    " THEN jsonb_set(s.data, '{number}', to_jsonb(kassa_document_number(:prefix,"
-    " i.sequence + :base))) ELSE s.data END",
+    "data": "CASE WHEN s.sequence IS NULL THEN s.data ELSE jsonb_set(s.data, '{number}',"
+    " to_jsonb(kassa_document_number(:prefix, s.sequence + :base))) END",
 }
 
 
@@ -565,13 +567,13 @@ def _sub_event(session: Session, s: SubState) -> dict[str, Any]:
 
 
 def _stage_lines(
-    session: Session, org_id: str, invoices: Sequence[tuple[str, Sequence[compose.Line]]]
-) -> str:
+    org_id: str, invoices: Sequence[tuple[str, Sequence[compose.Line]]]
+) -> bulk.Staged:
     """``service._write_lines`` for many invoices, staged for one statement."""
     count = sum(len(lines) for _, lines in invoices)
     ids = iter(new_ids("il", count))
     return bulk.stage(
-        session, _LINES, _LINE_COLUMNS,
+        _LINES, _LINE_COLUMNS,
         [
             (org_id, next(ids), invoice_id, position, line.kind, line.description[:500],
              line.quantity, line.unit_amount, line.amount, line.meter, line.period_start,

@@ -105,13 +105,13 @@ def post_many(
     }
     ids = _accounts(session, org_id, owners, clock)
     now = clock.now()
-    txs_temp = bulk.stage(
-        session, _TXS, _TX_COLUMNS,
+    staged_txs = bulk.stage(
+        _TXS, _TX_COLUMNS,
         [(org_id, tx_ids[tx.key], tx.kind, tx.source_type, tx.source_id, tx.key, tx.currency,
           tx.occurred_at, now) for tx, _ in todo],
     )  # fmt: skip
-    entries_temp = bulk.stage(
-        session, _ENTRIES, _ENTRY_COLUMNS,
+    staged_entries = bulk.stage(
+        _ENTRIES, _ENTRY_COLUMNS,
         [(org_id, tx_ids[tx.key], n, ids[(code, tx.currency)], debit, credit, tx.currency,
           invoice, tx.occurred_at)
          for tx, rows in todo
@@ -122,13 +122,13 @@ def post_many(
         session.scalars(
             text(
                 f"WITH t AS (INSERT INTO ledger_transactions ({tx_cols}) SELECT {tx_cols}"  # noqa: S608
-                f" FROM {txs_temp} ON CONFLICT (org_id, idempotency_key) DO NOTHING"
+                f" FROM {staged_txs.source()} ON CONFLICT (org_id, idempotency_key) DO NOTHING"
                 " RETURNING id),"
-                f" e AS (INSERT INTO ledger_entries ({entry_cols}) SELECT"
-                f" {', '.join(f's.{c}' for c in _ENTRY_COLUMNS)} FROM {entries_temp} s"
-                " JOIN t ON t.id = s.transaction_id)"
+                f" e AS (INSERT INTO ledger_entries ({entry_cols}) SELECT {entry_cols}"
+                f" FROM {staged_entries.source()} WHERE s.transaction_id IN (SELECT id FROM t))"
                 " SELECT id FROM t"
-            )
+            ),
+            {**staged_txs.params, **staged_entries.params},
         )
     )  # fmt: skip
     return [tx_ids[tx.key] if tx_ids.get(tx.key) in inserted else None for tx in txs]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
@@ -113,6 +113,10 @@ class SubState:
     entitlement_overrides: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+
+
+# SubState takes a row of _SUB_COLUMNS positionally
+assert [f.name for f in fields(SubState)] == [c.key for c in _SUB_COLUMNS]
 
 
 @dataclass
@@ -276,7 +280,7 @@ def due_subscriptions(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return [SubState(**row._asdict()) for row in rows]
+    return [SubState(*row) for row in rows]
 
 
 def bill_chunk(session: Session, subs: Sequence[SubState], as_of: datetime, clock: Clock) -> int:
@@ -562,8 +566,9 @@ def _final_of(invoice_id: str, lines: Sequence[compose.Line], row: Mapping[Any, 
 
 
 def _sub_event(session: Session, s: SubState) -> dict[str, Any]:
-    """``support.emit``'s snapshot (``to_schema`` reads only plain attributes)."""
-    return support.to_schema(session, cast(Subscription, s)).model_dump(mode="json")
+    """``support.emit``'s snapshot (``to_schema`` reads only plain attributes; the values
+    are the row's, already of their types: built without validating them again)."""
+    return support.to_schema(session, cast(Subscription, s), trusted=True).model_dump(mode="json")
 
 
 def _stage_lines(

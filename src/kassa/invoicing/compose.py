@@ -29,7 +29,7 @@ from kassa.customers.models import Customer
 from kassa.ledger import postings as accounts
 from kassa.orgs import service as orgs
 from kassa.orgs.models import Organization
-from kassa.pricing import Period, PlanPricing, Usage, rate
+from kassa.pricing import Period, PlanPricing, Usage, rate_charges
 from kassa.subscriptions import service as subscriptions
 from kassa.subscriptions import support
 from kassa.subscriptions.models import Adjustment, Subscription
@@ -254,7 +254,7 @@ def build(
     def usage(period: tuple[datetime, datetime]) -> None:
         pricing = src.pricing(plan, version)
         if pricing.charges:
-            lines.extend(rate_usage(pricing, revenue, sub.quantity, period, src.usage(*period)))
+            lines.extend(rate_usage(pricing, revenue, period, src.usage(*period)))
 
     if point == "start":
         period = (sub.current_period_start, sub.current_period_end)
@@ -310,18 +310,17 @@ def build(
 
 
 def rate_usage(
-    pricing: PlanPricing, revenue: str, quantity: int, period: tuple[datetime, datetime],
+    pricing: PlanPricing, revenue: str, period: tuple[datetime, datetime],
     usage: Mapping[str, Usage],
 ) -> list[Line]:  # fmt: skip
     """The usage lines of ``pricing``'s charges (the pure pricing library rates them)."""
-    usage_only = PlanPricing(pricing.name, pricing.currency, 0, pricing.charges)
     return [
         Line(
             kind="usage", description=line.description, quantity=line.quantity,
             unit_amount=line.unit_amount, amount=line.amount, account=revenue,
             meter=line.meter, period_start=line.period_start, period_end=line.period_end,
         )
-        for line in rate(usage_only, usage, Period(*period), quantity)
+        for line in rate_charges(pricing.charges, usage, Period(*period))
     ]  # fmt: skip
 
 
@@ -332,7 +331,7 @@ def usage_lines(
     pricing = plans.pricing(session, plan, version)
     if not pricing.charges:
         return []
-    return rate_usage(pricing, accounts.revenue(plan.code), quantity, period, usage)
+    return rate_usage(pricing, accounts.revenue(plan.code), period, usage)
 
 
 def tax_rows(decision: tax.TaxDecision, lines: list[Line]) -> list[tax.TaxLine]:

@@ -22,6 +22,7 @@ from kassa.pricing.rules import (
     parse_charge,
     rate,
     rate_charge,
+    rate_charges,
 )
 
 __all__ = [
@@ -46,4 +47,5 @@ __all__ = [
     "parse_charge",
     "rate",
     "rate_charge",
+    "rate_charges",
 ]

@@ -22,11 +22,19 @@ Decisions, documented in ``docs/pricing.md``:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, Inexact, localcontext
+from decimal import (
+    Context,
+    Decimal,
+    DivisionByZero,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
 from typing import Any, Final, Literal, TypeAlias, get_args
 
 from kassa.core.money import MAX_UNIT_DECIMALS, exponent, multiply, parse_decimal, round_minor
@@ -224,13 +232,15 @@ class Line:
 # --- rating -----------------------------------------------------------------------------
 
 
-@contextmanager
-def _exact() -> Iterator[None]:
+_EXACT = Context(prec=_PRECISION, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
+
+
+def _exact() -> AbstractContextManager[Context]:
     """Decimal arithmetic that raises rather than silently losing a digit."""
-    with localcontext() as ctx:
-        ctx.prec = _PRECISION
-        ctx.traps[Inexact] = True
-        yield
+    return localcontext(_EXACT)
+
+
+_NO_USAGE: Final = Usage(_ZERO)
 
 
 def rate_charge(charge: Charge, usage: Usage) -> ChargeResult:
@@ -343,8 +353,17 @@ def rate(
                 period_end=period.end,
             )
         )
-    for charge in plan.charges:
-        result = rate_charge(charge, usage.get(charge.meter, Usage(_ZERO)))
+    lines += rate_charges(plan.charges, usage, period)
+    return lines
+
+
+def rate_charges(
+    charges: Iterable[Charge], usage: Mapping[str, Usage], period: Period
+) -> list[Line]:
+    """The usage lines of ``charges`` alone (``rate`` without the fixed fee)."""
+    lines = []
+    for charge in charges:
+        result = rate_charge(charge, usage.get(charge.meter, _NO_USAGE))
         lines.append(
             Line(
                 kind="usage",

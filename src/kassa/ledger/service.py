@@ -160,20 +160,30 @@ def _accounts(
     return found
 
 
-# The accounts wanted are looked up by code as an index condition (``= ANY(ARRAY(…))``,
-# see ``bulk.among``), whatever the planner thinks of a function's row estimate.
+# Lookups by key are probes, one per key (a LATERAL subquery behind OFFSET 0, which the
+# planner cannot turn into a join): joined, they were planned from the tables' statistics,
+# and while those said "a handful of rows" (the first chunks of a billing run) every
+# chunk read all of the organization's accounts or entries, a chunk more each time.
 _ACCOUNTS = text(
     "WITH w AS (SELECT * FROM jsonb_to_recordset(CAST(:wanted AS jsonb)) AS w(code text,"
     " currency text, type text, customer_id text, id text)),"
-    " old AS (SELECT a.code, a.currency, a.id FROM ledger_accounts a"
-    " WHERE a.org_id = :org AND a.code = ANY(ARRAY(SELECT code FROM w))"
-    " AND (a.code, a.currency) IN (SELECT code, currency FROM w)),"
+    " old AS (SELECT w.code, w.currency, a.id FROM w CROSS JOIN LATERAL (SELECT a.id"
+    " FROM ledger_accounts a WHERE a.org_id = :org AND a.code = w.code"
+    " AND a.currency = w.currency OFFSET 0) a),"
     " new AS (INSERT INTO ledger_accounts (org_id, id, code, type, currency, customer_id,"
     " created_at) SELECT :org, w.id, w.code, w.type, w.currency, w.customer_id, :now FROM w"
     " WHERE NOT EXISTS (SELECT 1 FROM old WHERE old.code = w.code"
     " AND old.currency = w.currency)"
     " ON CONFLICT (org_id, code, currency) DO NOTHING RETURNING code, currency, id)"
     " SELECT code, currency, id FROM old UNION ALL SELECT code, currency, id FROM new"
+)
+_CREDITS = text(
+    "SELECT a.customer_id, a.currency, s.balance"
+    " FROM jsonb_array_elements_text(CAST(:codes AS jsonb)) AS c(code)"
+    " CROSS JOIN LATERAL (SELECT a.id, a.customer_id, a.currency FROM ledger_accounts a"
+    " WHERE a.org_id = :org AND a.code = c.code OFFSET 0) a"
+    " CROSS JOIN LATERAL (SELECT coalesce(sum(e.credit), 0) - coalesce(sum(e.debit), 0)"
+    " AS balance FROM ledger_entries e WHERE e.org_id = :org AND e.account_id = a.id) s"
 )
 
 
@@ -184,20 +194,7 @@ def customer_credits(
     codes = [rules.customer_credit(c) for c in customer_ids]
     if not codes:
         return {}
-    rows = session.execute(
-        select(
-            LedgerAccount.customer_id, LedgerAccount.currency,
-            func.coalesce(func.sum(LedgerEntry.credit), 0)
-            - func.coalesce(func.sum(LedgerEntry.debit), 0),
-        )
-        .join(
-            LedgerEntry,
-            (LedgerEntry.org_id == LedgerAccount.org_id)
-            & (LedgerEntry.account_id == LedgerAccount.id),
-        )
-        .where(LedgerAccount.org_id == org_id, bulk.among(LedgerAccount.code, codes))
-        .group_by(LedgerAccount.customer_id, LedgerAccount.currency)
-    )  # fmt: skip
+    rows = session.execute(_CREDITS, {"org": org_id, "codes": jsoncodec.encode(codes)})
     return {(str(cus), cur): int(amount) for cus, cur, amount in rows if amount}
 
 

@@ -68,3 +68,33 @@ def test_among_probes_the_index_with_the_values(rt: Runtime) -> None:
         plan = "\n".join(r[0] for r in session.execute(text(f"EXPLAIN {compiled}")))
     assert "Index Cond" in plan and "code)::text = ANY" in plan, plan
     assert "Semi Join" not in plan, plan
+
+
+def test_ledger_lookups_probe_each_key_whatever_the_statistics(
+    client: TestClient, rt: Runtime
+) -> None:
+    """A chunk's account and credit lookups probe the unique index once per code (migration
+    0010 / ``ledger.service``): joined instead, with statistics saying "a handful of rows"
+    they read every account of the organization, once more per chunk."""
+    from kassa.core import jsoncodec
+    from kassa.ledger import service as ledger
+
+    tenant = signup(client)
+    codes = [f"customer_credit:cus_{n}" for n in range(300)]
+    wanted = [
+        {"code": c, "currency": "eur", "type": "liability", "customer_id": None, "id": f"la_{n}"}
+        for n, c in enumerate(codes)
+    ]
+    plans = []
+    with rt.db.transaction(tenant.org_id) as session:
+        for stmt, params in (
+            (ledger._CREDITS, {"org": tenant.org_id, "codes": jsoncodec.encode(codes)}),
+            (ledger._ACCOUNTS, {"org": tenant.org_id, "now": datetime.now(UTC),
+                                "wanted": jsoncodec.encode(wanted)}),
+        ):  # fmt: skip
+            explain = text(f"EXPLAIN {stmt.text}")
+            plans.append("\n".join(r[0] for r in session.execute(explain, params)))
+        session.rollback()
+    for plan in plans:
+        assert "Index Scan using uq_ledger_accounts_org_id_code_currency" in plan, plan
+        assert "Materialize" not in plan and "Hash Join" not in plan, plan

@@ -334,7 +334,9 @@ def checkpoint(url: str) -> None:
         pass  # not allowed for this owner: fine, just noisier
 
 
-def run_in_process(rt: Runtime, world: World, chunk: int) -> tuple[billing.RunResult, float]:
+def run_in_process(
+    rt: Runtime, world: World, chunk: int
+) -> tuple[billing.RunResult, float, tuple[float, float]]:
     done = {"subscriptions": 0, "invoices": 0}
     last = [time.perf_counter()]
     started = time.perf_counter()
@@ -351,10 +353,13 @@ def run_in_process(rt: Runtime, world: World, chunk: int) -> tuple[billing.RunRe
             )
 
     settle_garbage_collector()  # as `kassa billing run` does (here: the setup's objects too)
+    cpu, postgres = time.process_time(), postgres_cpu_seconds()
     result = billing.run(
         rt.db, FrozenClock(world.run_at), org_id=world.org_id, chunk=chunk, progress=progress
     )
-    return result, time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    rt.db.engine.dispose()  # the backends' time reaches the postmaster
+    return result, elapsed, (cpu, postgres_cpu_seconds() - postgres)
 
 
 def _worker(
@@ -368,8 +373,12 @@ def _worker(
             session.execute(text("SELECT 1"))
         settle_garbage_collector()  # as `kassa worker` and `kassa billing run` do
         barrier.wait()
+        cpu = time.process_time()
         result = billing.run(rt.db, FrozenClock(run_at), org_id=org_id, chunk=chunk)
-        results.put((result.transitions, result.invoices_created, result.invoices_finalized))
+        results.put((
+            result.transitions, result.invoices_created, result.invoices_finalized,
+            time.process_time() - cpu,
+        ))  # fmt: skip
     finally:
         rt.close()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -377,7 +386,7 @@ def _worker(
 
 def run_in_processes(
     url: str, world: World, chunk: int, workers: int
-) -> tuple[billing.RunResult, float]:
+) -> tuple[billing.RunResult, float, tuple[float, float]]:
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(workers + 1)
     results = ctx.Queue()
@@ -388,19 +397,38 @@ def run_in_processes(
     for p in procs:
         p.start()
     barrier.wait()
-    started = time.perf_counter()
+    started, postgres = time.perf_counter(), postgres_cpu_seconds()
     totals = billing.RunResult(world.run_at)
+    python = 0.0
     for _ in procs:
-        transitions, created, finalized = results.get()
+        transitions, created, finalized, cpu = results.get()
         totals.transitions += transitions
         totals.invoices_created += created
         totals.invoices_finalized += finalized
+        python += cpu
     elapsed = time.perf_counter() - started
     for p in procs:
-        p.join()
+        p.join()  # (its connections close: their backends' time reaches the postmaster)
         if p.exitcode != 0:
             raise SystemExit(f"worker {p.pid} exited with {p.exitcode}")
-    return totals, elapsed
+    return totals, elapsed, (python, postgres_cpu_seconds() - postgres)
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU seconds used so far by the PostgreSQL processes on this machine, counting the
+    exited backends of closed connections (the postmaster's children's time), from /proc
+    (0 where there is none)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            line = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        if line[line.index("(") + 1 : line.rindex(")")].startswith("postgres"):
+            fields = line[line.rindex(")") + 2 :].split()
+            total += sum(int(f) for f in fields[11:15]) / tick  # utime stime cutime cstime
+    return total
 
 
 # --- checks and the floor ----------------------------------------------------------------
@@ -576,9 +604,9 @@ def main() -> None:
             flush=True,
         )
         if args.workers == 1:
-            result, run_s = run_in_process(rt, world, args.chunk)
+            result, run_s, cpu = run_in_process(rt, world, args.chunk)
         else:
-            result, run_s = run_in_processes(url, world, args.chunk, args.workers)
+            result, run_s, cpu = run_in_processes(url, world, args.chunk, args.workers)
         invoices, lines = check(rt, world)
         floor_s = copy_floor(url, work, world.org_id)
     finally:
@@ -594,6 +622,10 @@ def main() -> None:
         f"finalized from draft ({args.workers} worker(s), chunk {args.chunk})"
     )
     print(f"run    {run_s:8.1f} s   {invoices / run_s:10,.0f} invoices/s")
+    print(
+        f"cpu    {cpu[0]:8.1f} s in the billing process(es), {cpu[1]:.1f} s in PostgreSQL "
+        f"({(cpu[0] + cpu[1]) / run_s:.2f} of {os.cpu_count()} cores busy)"
+    )
     print(
         f"floor  {floor_s:8.1f} s   {invoices / floor_s:10,.0f} invoices/s   (COPY of the same "
         f"{invoices:,} invoice and {lines:,} line rows)"

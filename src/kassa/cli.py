@@ -257,7 +257,7 @@ def billing_run(
         typer.Option("--as-of", help="Bill what was due at this instant (default: now)."),
     ] = None,
     org: Annotated[str | None, typer.Option(help="Only this organization (id).")] = None,
-    chunk: Annotated[int, typer.Option(min=1, help="Subscriptions per transaction.")] = 500,
+    chunk: Annotated[int, typer.Option(min=1, help="Subscriptions per transaction.")] = 1000,
 ) -> None:
     """Bill every subscription whose billing point has passed and finalize due drafts
     (idempotent and crash-safe: run it any number of times)."""

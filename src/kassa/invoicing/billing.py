@@ -37,7 +37,7 @@ from kassa.subscriptions import engine
 from kassa.subscriptions.models import Subscription
 
 log = structlog.get_logger("kassa.billing")
-CHUNK = 500  # subscriptions (or drafts) per transaction
+CHUNK = 1000  # subscriptions (or drafts) per transaction
 
 Progress = Callable[[str, int], None]  # (phase, items done in this step)
 Cursor = tuple[datetime, str] | None  # the (due time, id) of the last row a chunk took
@@ -134,6 +134,7 @@ def run(
             service.finalize(session, invoice, as_of, clock)
         return len(drafts), 0, last
 
+    refresh_statistics(db)
     for org in _orgs(db, org_id):
         result.organizations += 1
         _drain(db, org, chunk, bill, "subscriptions", result, progress)
@@ -157,11 +158,8 @@ def _drain(
 ) -> None:  # fmt: skip
     """Run ``work`` one chunk (one transaction) at a time, each after the last row the
     previous one took, until a chunk comes out short; what a chunk did is counted once it
-    has committed. Statistics are refreshed once, before the first chunk (what a chunk
-    reads and checks is found by probing keys, whatever the statistics say: its cost does
-    not grow with the tables while the run loads them)."""
+    has committed."""
     after: Cursor = None
-    refresh_statistics(db)
     while True:
         with db.transaction(org) as session:
             count, transitions, after = work(session, org, after)
@@ -177,10 +175,11 @@ def _drain(
 
 
 def refresh_statistics(db: Database) -> int:
-    """ANALYZE the tables a run bulk-loads (invoices, lines, ledger, events) that have
-    outgrown their statistics (``kassa_analyze_grown``, migration 0008), for the queries
-    of everyone else (lists, statements) that are planned from them. Returns how many;
-    cheap when none (one look at the statistics collector's counters)."""
+    """ANALYZE the tables billing runs bulk-load (invoices, lines, ledger, events) that
+    have outgrown their statistics (``kassa_analyze_grown``, migration 0008): at the start
+    of a run, what earlier runs loaded, for the queries planned from them (a chunk's own
+    statements probe keys and do not depend on them; autovacuum catches up in between).
+    Returns how many; cheap when none (one look at the statistics collector's counters)."""
     with db.transaction() as session:
         return int(session.execute(text("SELECT kassa_analyze_grown()")).scalar_one())
 

@@ -381,3 +381,39 @@ def test_canceling_during_the_trial_ends_it_with_the_trial(
     ended = get(client, tenant, sub["id"])
     assert ended["status"] == "canceled"
     assert utc(ended["ended_at"]) == datetime(2026, 1, 15, tzinfo=BERLIN)
+
+
+def test_the_event_snapshot_reads_as_the_api_view(
+    client: TestClient, tenant: Tenant, rt: Runtime
+) -> None:
+    """``support.snapshot`` (billing runs' ``subscription.updated`` data, built directly)
+    is ``to_schema(…).model_dump(mode="json")``: trial, metadata, coupon, pending change,
+    a Berlin start with microseconds."""
+    from kassa.catalog import plans
+    from kassa.subscriptions import support
+    from kassa.subscriptions.models import Subscription
+
+    plan = make_plan(client, tenant)
+    other = make_plan(client, tenant, amount=80000)
+    coupon = create(client, tenant, "/v1/coupons",
+                    {"code": "SNAP", "percent_off": "5", "duration": "forever"})  # fmt: skip
+    subs = [
+        make_subscription(client, tenant, plan=plan["id"], trial_days=14,
+                          metadata={"room": "12", "floor": "3"}),
+        make_subscription(client, tenant, plan=plan["id"], coupon=coupon["code"], quantity=2,
+                          start_at=datetime(2026, 3, 29, 1, 2, 3, 456789, BERLIN).isoformat()),
+        make_subscription(client, tenant, plan=plan["id"]),
+    ]  # fmt: skip
+    r = client.post(
+        f"/v1/subscriptions/{subs[2]['id']}/change",
+        json={"plan": other["id"], "quantity": 3, "effective": "period_end"},
+        headers=tenant.headers,
+    )
+    assert r.status_code == 200, r.text
+    with rt.db.transaction(tenant.org_id) as session:
+        for made in subs:
+            sub = session.get_one(Subscription, (tenant.org_id, made["id"]))
+            found = plans.resolve(session, tenant.org_id, sub.plan_id)
+            expected = support.to_schema(session, sub).model_dump(mode="json")
+            assert support.snapshot(sub, found) == expected
+    assert expected["pending_change"] is not None  # the change was seen

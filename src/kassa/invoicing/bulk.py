@@ -479,7 +479,7 @@ def _bill_plain(chunk: Chunk, subs: Sequence[SubState], as_of: datetime, clock: 
         s.next_action_at = period[1]
         s.coupon_periods_used += s.id in coupon_used
         s.updated_at = now
-        event_rows.append(("subscription.updated", _sub_event(session, s), at, None))
+        event_rows.append(("subscription.updated", _sub_event(chunk, s), at, None))
         rolls.append((s.org_id, s.id, *(getattr(s, c) for c in _ROLL_COLUMNS)))
     session.flush()
     changed = bulk.update(
@@ -573,10 +573,10 @@ def _final_of(invoice_id: str, lines: Sequence[compose.Line], row: Mapping[Any, 
     )  # fmt: skip
 
 
-def _sub_event(session: Session, s: SubState) -> dict[str, Any]:
-    """``support.emit``'s snapshot (``to_schema`` reads only plain attributes; the values
-    are the row's, already of their types: built without validating them again)."""
-    return support.to_schema(session, cast(Subscription, s), trusted=True).model_dump(mode="json")
+def _sub_event(chunk: Chunk, s: SubState) -> dict[str, Any]:
+    """``support.emit``'s snapshot (``snapshot`` reads only plain attributes)."""
+    plan, _ = chunk.plan(s.plan_id, s.plan_version)
+    return support.snapshot(cast(Subscription, s), plan)
 
 
 def _stage_lines(

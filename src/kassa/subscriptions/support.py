@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
+from pydantic_core import to_jsonable_python
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -119,24 +120,19 @@ def next_action(sub: Subscription) -> datetime | None:
     return sub.current_period_end
 
 
-def to_schema(session: Session, sub: Subscription, *, trusted: bool = False) -> SubscriptionOut:
-    """The API view of ``sub``; ``trusted``: its values come straight from a row (of the
-    schema's types already), so the model is built without validating them again."""
+def to_schema(session: Session, sub: Subscription) -> SubscriptionOut:
     plan = plans.resolve(session, sub.org_id, sub.plan_id)
-    build: Callable[..., SubscriptionOut] = (
-        SubscriptionOut.model_construct if trusted else SubscriptionOut
-    )
     pending = None
     if sub.pending_plan_id is not None or sub.pending_quantity is not None:
         pending_plan = (
             plans.resolve(session, sub.org_id, sub.pending_plan_id) if sub.pending_plan_id else plan
         )
-        pending = (PendingChange.model_construct if trusted else PendingChange)(
+        pending = PendingChange(
             plan=pending_plan.id,
             plan_version=sub.pending_plan_version or sub.plan_version,
             quantity=sub.pending_quantity or sub.quantity,
         )
-    return build(
+    return SubscriptionOut(
         id=sub.id, customer=sub.customer_id, plan=plan.id, plan_code=plan.code,
         plan_version=sub.plan_version, status=sub.status,
         quantity=sub.quantity, coupon=sub.coupon_id, start_at=sub.start_at,
@@ -147,6 +143,32 @@ def to_schema(session: Session, sub: Subscription, *, trusted: bool = False) -> 
         pending_change=pending, metadata=sub.metadata_,
         entitlement_overrides=sub.entitlement_overrides, created_at=sub.created_at,
     )  # fmt: skip
+
+
+def snapshot(sub: Subscription, plan: Plan) -> dict[str, Any]:
+    """``to_schema(session, sub).model_dump(mode="json")`` when ``sub``'s plan is at hand,
+    built as JSON data directly (the same serializer formats the times): a billing chunk
+    renews thousands of subscriptions, and building each model first cost more than the
+    rest of its event. A test holds the two alike."""
+    pending = None
+    if sub.pending_plan_id is not None or sub.pending_quantity is not None:
+        pending = {
+            "plan": sub.pending_plan_id or plan.id,
+            "plan_version": sub.pending_plan_version or sub.plan_version,
+            "quantity": sub.pending_quantity or sub.quantity,
+        }
+    data: dict[str, Any] = to_jsonable_python({
+        "id": sub.id, "object": "subscription", "customer": sub.customer_id, "plan": plan.id,
+        "plan_code": plan.code, "plan_version": sub.plan_version, "status": sub.status,
+        "quantity": sub.quantity, "coupon": sub.coupon_id, "start_at": sub.start_at,
+        "billing_anchor": sub.billing_anchor, "current_period_start": sub.current_period_start,
+        "current_period_end": sub.current_period_end, "trial_start": sub.trial_start,
+        "trial_end": sub.trial_end, "cancel_at_period_end": sub.cancel_at_period_end,
+        "canceled_at": sub.canceled_at, "ended_at": sub.ended_at, "paused_at": sub.paused_at,
+        "pending_change": pending, "metadata": sub.metadata_,
+        "entitlement_overrides": sub.entitlement_overrides, "created_at": sub.created_at,
+    })  # fmt: skip
+    return data
 
 
 def emit(session: Session, clock: Clock, sub: Subscription, type_: str, at: datetime) -> None:

@@ -56,13 +56,14 @@ class Staged:
 
     def source(self, alias: str = "s") -> str:
         """``(SELECT … FROM jsonb_array_elements(…)) alias``: each column cast to its type
-        (a JSON column's value is wrapped in a one-element array, so that SQL NULL and the
-        JSON null stay apart)."""
+        (a nullable JSON column's value is wrapped in a one-element array, so that SQL NULL
+        and the JSON null stay apart)."""
         fields = []
         for n, column in enumerate(self.columns):
             kind = self.table.c[column].type
             if isinstance(kind, JSON):
-                fields.append(f"r->{n}->0 AS {column}")
+                fields.append(f"r->{n}->0 AS {column}" if _wrapped(self.table, column)
+                              else f"r->{n} AS {column}")  # fmt: skip
             else:
                 fields.append(f"CAST(r->>{n} AS {kind.compile(dialect=_DIALECT)}) AS {column}")
         for n, (name, sql_type) in enumerate(self.extra, start=len(self.columns)):
@@ -78,13 +79,18 @@ def stage(
     extra: Sequence[tuple[str, str]] = (),
 ) -> Staged:  # fmt: skip
     """``rows`` (values in ``columns`` order, then ``extra``'s: (name, SQL type) of values
-    a statement reads but does not store) encoded for one statement. In a JSON column None
-    is SQL NULL and ``Jsonb(None)`` the JSON null."""
-    json = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)]
+    a statement reads but does not store) encoded for one statement. In a nullable JSON
+    column None is SQL NULL and ``Jsonb(None)`` the JSON null; a JSON column that is NOT
+    NULL takes its value as it is."""
+    json = [i for i, c in enumerate(columns) if _wrapped(table, c)]
     if json:
         rows = [_wrap_json(row, json) for row in rows]
     name = f"rows_{table.name}"  # one staged source per table in a statement
     return Staged(table, tuple(columns), {name: jsoncodec.encode(list(rows))}, name, tuple(extra))
+
+
+def _wrapped(table: Table, column: str) -> bool:
+    return isinstance(table.c[column].type, JSON) and bool(table.c[column].nullable)
 
 
 def _wrap_json(row: Sequence[Any], json: Sequence[int]) -> list[Any]:
@@ -146,10 +152,15 @@ def update(
     staged = stage(table, [*key, *columns], rows)
     sets = ", ".join(f"{c} = s.{c}" for c in columns)
     match = " AND ".join(f"t.{k} = s.{k}" for k in key)
-    bound = " AND ".join(f"t.{k} = ANY(CAST(:k{n} AS varchar[]))" for n, k in enumerate(key))
+    bound = " AND ".join(
+        f"t.{k} = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:k{n} AS jsonb))))"
+        for n, k in enumerate(key)
+    )
     sql = f"UPDATE {table.name} t SET {sets} FROM {staged.source()} WHERE {match} AND {bound}"  # noqa: S608
     if where:
         sql += f" AND {where}"
-    params = {f"k{n}": sorted({str(row[n]) for row in rows}) for n in range(len(key))}
+    params = {
+        f"k{n}": jsoncodec.encode(sorted({str(row[n]) for row in rows})) for n in range(len(key))
+    }
     result = session.execute(text(sql), {**staged.params, **params})
     return int(result.rowcount)  # type: ignore[attr-defined]

@@ -19,7 +19,9 @@ that worker's; if that worker dies instead, the row is due still and the next ru
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -161,7 +163,7 @@ def _drain(
     has committed."""
     after: Cursor = None
     while True:
-        with db.transaction(org) as session:
+        with _no_collection(), db.transaction(org) as session:
             count, transitions, after = work(session, org, after)
             issued = session.info.pop("invoices_issued", 0)
             finalized = session.info.pop("invoices_finalized", 0)
@@ -172,6 +174,22 @@ def _drain(
             progress(phase, count)
         if count < chunk:
             return
+
+
+@contextmanager
+def _no_collection() -> Iterator[None]:
+    """No cyclic garbage collection during a chunk: a chunk allocates hundreds of thousands
+    of objects that all live until it ends, so each collection the allocations trigger
+    would only walk them to find nothing (about 9 % of a run's Python time). Whatever a
+    chunk leaves in cycles is collected after it, as usual. (The switch is per process:
+    requests served meanwhile by the same process keep their cycles a chunk longer.)"""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def refresh_statistics(db: Database) -> int:

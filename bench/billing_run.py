@@ -1,6 +1,6 @@
 """One billing run over 100 000 active subscriptions vs PostgreSQL's raw COPY floor.
 
-    .venv/bin/python bench/billing_run.py [--subscriptions 100000] [--chunk 200] [--workers 1]
+    .venv/bin/python bench/billing_run.py [--subscriptions 100000] [--chunk 1000] [--workers 2]
         [--events-per-meter 3]
 
 Runs against embedded PostgreSQL (a fresh `kassa_bench_billing_<pid>` database on the test
@@ -16,8 +16,10 @@ ingest service (`metering.ingest.ingest`, 10 000 events per transaction: events 
 
 Timed: `invoicing.billing.run` as of T0 + 1 month + the meters' lateness + 1 s (so every
 period end is due and every draft's finalization too), in --workers processes at once on
-the same organization (each its own Runtime; 1 = in this process). Then:
+the same organization (each its own Runtime, its startup objects frozen out of the garbage
+collector as `kassa worker` does; 1 = in this process). Then:
   run     subscriptions billed, invoices created/finalized, seconds, invoices/s
+  cpu     CPU seconds of the billing process(es) and of PostgreSQL during the run
   check   one invoice per subscription, all finalized, numbers gapless, usage units and
           amounts as the pure pricing library rates the generated events, ledger verified
   floor   COPY of the same invoice and line rows into tables of the same shape (the least
@@ -619,7 +621,7 @@ def main() -> None:
     print(
         f"run    {n:,} subscriptions: {result.transitions:,} transitions, "
         f"{result.invoices_created:,} invoices created, {result.invoices_finalized:,} "
-        f"finalized from draft ({args.workers} worker(s), chunk {args.chunk})"
+        f"finalized ({args.workers} worker(s), chunk {args.chunk})"
     )
     print(f"run    {run_s:8.1f} s   {invoices / run_s:10,.0f} invoices/s")
     print(

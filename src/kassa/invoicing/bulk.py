@@ -412,10 +412,10 @@ def _bill_plain(chunk: Chunk, subs: Sequence[SubState], as_of: datetime, clock: 
     finalizing by ``as_of``), then roll over, for all of them at once.
 
     An invoice finalized at issue is inserted final (migration 0010). Everything that needs
-    no invoice number is written first: the roll-over, the ledger (its deferred checks run
-    too), and the invoices, lines and events staged in temporary tables. Then the numbers
-    are taken and the staged rows inserted, numbered by the statement: the org's number
-    counter stays locked from there to the commit only, so concurrent workers overlap."""
+    no invoice number is written first: the roll-over and the ledger; the invoices, lines
+    and events are encoded meanwhile (``bulk.stage``). Then the numbers are taken and those
+    rows inserted, numbered by the statements themselves: the org's number counter stays
+    locked from there to the commit only, so concurrent workers overlap."""
     session, org = chunk.session, chunk.org
     now = clock.now()
     composed = [(s, compose.build(s, "period_end", chunk.tz(s.customer_id), chunk.sources(s)))

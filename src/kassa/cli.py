@@ -258,6 +258,9 @@ def billing_run(
     ] = None,
     org: Annotated[str | None, typer.Option(help="Only this organization (id).")] = None,
     chunk: Annotated[int, typer.Option(min=1, help="Subscriptions per transaction.")] = 1000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes billing at once (e.g. one per core).")
+    ] = 1,
 ) -> None:
     """Bill every subscription whose billing point has passed and finalize due drafts
     (idempotent and crash-safe: run it any number of times)."""
@@ -283,7 +286,12 @@ def billing_run(
                 progress.update(task, total=progress.tasks[task].completed + done)
             progress.advance(task, done)
 
-        result = billing.run(rt.db, rt.clock, when, org_id=org, chunk=chunk, progress=advance)
+        if workers == 1:
+            result = billing.run(rt.db, rt.clock, when, org_id=org, chunk=chunk, progress=advance)
+        else:
+            result = billing.run_in_processes(
+                rt.settings, when, processes=workers, org_id=org, chunk=chunk, progress=advance
+            )
     Console().print(
         f"{result.invoices_created} invoice(s) issued, {result.invoices_finalized} finalized, "
         f"{result.transitions} subscription transition(s), as of {result.as_of.isoformat()}"

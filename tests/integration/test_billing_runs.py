@@ -274,3 +274,19 @@ def test_a_run_finalizes_what_it_issues_once_its_window_is_over(
     assert sum(second_pass) == 3  # the early drafts only
     assert invoices(early_subs) == invoices(late_subs) == {("open", later)}
     assert assert_exactly_one_invoice_per_period(rt, tenant.org_id, start) == 6
+
+
+@pytest.mark.slow
+def test_the_command_bills_in_several_processes(
+    client: TestClient, tenant: Tenant, rt: Runtime, settings: Settings
+) -> None:
+    start = backdated(client, rt, tenant, 6)  # the per-subscription engine
+    backdated(client, rt, tenant, 30, days_ago=35)  # the set-based path
+    proc = _cli(
+        settings, "billing", "run", "--org", tenant.org_id, "--workers", "2", "--chunk", "4"
+    )
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out.decode()
+    total = assert_exactly_one_invoice_per_period(rt, tenant.org_id, start)
+    assert total >= 30 + 6 * 3
+    assert f"{total} invoice(s) issued, {total} finalized" in " ".join(out.decode().split())

@@ -20,15 +20,19 @@ that worker's; if that worker dies instead, the row is due still and the next ru
 from __future__ import annotations
 
 import gc
+import multiprocessing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from queue import Empty
+from typing import Any
 
 import structlog
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from kassa.config import Settings
 from kassa.core.clock import Clock
 from kassa.customers.models import Customer
 from kassa.db.engine import Database
@@ -147,6 +151,71 @@ def run(
             finalized=result.invoices_finalized, as_of=as_of.isoformat(),
         )  # fmt: skip
     return result
+
+
+def run_in_processes(
+    settings: Settings, as_of: datetime, *, processes: int, org_id: str | None = None,
+    chunk: int = CHUNK, progress: Progress | None = None,
+) -> RunResult:  # fmt: skip
+    """``run`` as of ``as_of`` in ``processes`` processes at once, all on the database of
+    ``settings``: they share the due rows (``SKIP LOCKED``), so a billing day's backlog uses
+    every core. Progress is reported here as each process's chunks commit; the result is
+    the sum of theirs. A process that fails fails the whole call (what the others billed
+    stays billed, and the next run finishes the rest)."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    children = [
+        context.Process(target=_run_child, args=(settings, as_of, org_id, chunk, queue))
+        for _ in range(processes)
+    ]
+    for child in children:
+        child.start()
+    total = RunResult(as_of)
+    done = 0
+    while done < len(children):
+        try:
+            message = queue.get(timeout=1)
+        except Empty:
+            if any(c.exitcode not in (None, 0) for c in children):
+                break  # it died before saying so
+            continue
+        if message[0] == "progress":
+            if progress is not None:
+                progress(message[1], message[2])
+            continue
+        done += 1
+        total.organizations = max(total.organizations, message[1])
+        total.transitions += message[2]
+        total.invoices_created += message[3]
+        total.invoices_finalized += message[4]
+    for child in children:
+        child.join()
+    failed = [c.exitcode for c in children if c.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {processes} billing processes failed: {failed}")
+    return total
+
+
+def _run_child(
+    settings: Settings, as_of: datetime, org_id: str | None, chunk: int, queue: Any
+) -> None:
+    from kassa.core.logging import configure_logging
+    from kassa.runtime import Runtime, settle_garbage_collector
+
+    configure_logging(settings.log_level, settings.log_format)
+    rt = Runtime.build(settings)
+    settle_garbage_collector()
+    try:
+        result = run(
+            rt.db, rt.clock, as_of, org_id=org_id, chunk=chunk,
+            progress=lambda phase, count: queue.put(("progress", phase, count)),
+        )  # fmt: skip
+        queue.put((
+            "done", result.organizations, result.transitions, result.invoices_created,
+            result.invoices_finalized,
+        ))  # fmt: skip
+    finally:
+        rt.close()
 
 
 def _key(due: datetime | None, row_id: str) -> Cursor:

@@ -411,11 +411,11 @@ def _bill_plain(chunk: Chunk, subs: Sequence[SubState], as_of: datetime, clock: 
     """``engine.step`` for a run of plain period ends: bill (``issue_for_subscription``,
     finalizing by ``as_of``), then roll over, for all of them at once.
 
-    An invoice finalized at issue is inserted final (migration 0010). Everything that needs
-    no invoice number is written first: the roll-over and the ledger; the invoices, lines
-    and events are encoded meanwhile (``bulk.stage``). Then the numbers are taken and those
-    rows inserted, numbered by the statements themselves: the org's number counter stays
-    locked from there to the commit only, so concurrent workers overlap."""
+    An invoice finalized at issue is inserted final (migration 0010). The roll-over is
+    written first and the invoices, lines and events are encoded meanwhile
+    (``bulk.stage``); then the numbers are taken, the ledger posted and those rows inserted,
+    numbered by the statements themselves: the org's number counter stays locked from
+    there to the commit only, so concurrent workers overlap the rest."""
     session, org = chunk.session, chunk.org
     now = clock.now()
     composed = [(s, compose.build(s, "period_end", chunk.tz(s.customer_id), chunk.sources(s)))
@@ -486,8 +486,6 @@ def _bill_plain(chunk: Chunk, subs: Sequence[SubState], as_of: datetime, clock: 
         session, Subscription.__table__, ("org_id", "id"), _ROLL_COLUMNS, rolls,  # type: ignore[arg-type]
     )  # fmt: skip
     assert changed == len(rolls), (changed, len(rolls))
-    if txs:
-        ledger.post_many(session, org.id, txs, clock)
     if not rows:
         events.record_many(session, clock, org.id, [e[:3] for e in event_rows])
         return
@@ -496,10 +494,14 @@ def _bill_plain(chunk: Chunk, subs: Sequence[SubState], as_of: datetime, clock: 
     staged_events = bulk.stage(
         _EVENTS, events.COLUMNS, events.rows_of(clock, org.id, event_rows), [("sequence", "bigint")]
     )
-    # the counter's lock is held from here to the commit
+    # the counter's lock is held from here to the commit; the ledger comes after it, as in
+    # ``service.finalize``: its accounts may be new rows another chunk creates too, and a
+    # transaction that waited for one while a transaction that held the counter waited for
+    # it would deadlock (the number first, everywhere, keeps one order of locks)
     params = {"prefix": org.invoice_prefix, "base": 0}
     if txs:
         params["base"] = service.next_numbers(session, org.id, "invoice", len(txs)) - 1
+        ledger.post_many(session, org.id, txs, clock)
     # (a billing key taken since the check above, by a path that skipped the row lock,
     # fails the statement and the chunk: the next run finds it taken)
     bulk.insert_staged(session, staged_invoices, exprs=_NUMBERED, params=params)

@@ -165,29 +165,32 @@ def run_in_processes(
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     children = [
-        context.Process(target=_run_child, args=(settings, as_of, org_id, chunk, queue))
-        for _ in range(processes)
+        context.Process(target=_run_child, args=(n, settings, as_of, org_id, chunk, queue))
+        for n in range(processes)
     ]
     for child in children:
         child.start()
     total = RunResult(as_of)
-    done = 0
-    while done < len(children):
+    reported: set[int] = set()
+    while True:  # until each child has reported or died (drained meanwhile: never blocked)
         try:
             message = queue.get(timeout=1)
         except Empty:
-            if any(c.exitcode not in (None, 0) for c in children):
-                break  # it died before saying so
+            died = {n for n, c in enumerate(children) if c.exitcode not in (None, 0)}
+            if len(reported | died) == len(children):
+                break
             continue
         if message[0] == "progress":
             if progress is not None:
                 progress(message[1], message[2])
             continue
-        done += 1
-        total.organizations = max(total.organizations, message[1])
-        total.transitions += message[2]
-        total.invoices_created += message[3]
-        total.invoices_finalized += message[4]
+        reported.add(message[1])
+        total.organizations = max(total.organizations, message[2])
+        total.transitions += message[3]
+        total.invoices_created += message[4]
+        total.invoices_finalized += message[5]
+        if len(reported) == len(children):
+            break
     for child in children:
         child.join()
     failed = [c.exitcode for c in children if c.exitcode != 0]
@@ -197,7 +200,7 @@ def run_in_processes(
 
 
 def _run_child(
-    settings: Settings, as_of: datetime, org_id: str | None, chunk: int, queue: Any
+    n: int, settings: Settings, as_of: datetime, org_id: str | None, chunk: int, queue: Any
 ) -> None:
     from kassa.core.logging import configure_logging
     from kassa.runtime import Runtime, settle_garbage_collector
@@ -211,7 +214,7 @@ def _run_child(
             progress=lambda phase, count: queue.put(("progress", phase, count)),
         )  # fmt: skip
         queue.put((
-            "done", result.organizations, result.transitions, result.invoices_created,
+            "done", n, result.organizations, result.transitions, result.invoices_created,
             result.invoices_finalized,
         ))  # fmt: skip
     finally:

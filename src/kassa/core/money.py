@@ -44,9 +44,10 @@ def is_currency(currency: str) -> bool:
 
 
 # Contexts passed to Decimal's methods explicitly: the same arithmetic as a localcontext()
-# block, without switching the thread's context (a billing run does this millions of times)
+# block, without switching the thread's context (a billing run does this millions of times).
+# EXACT raises rather than silently losing a digit (the pricing rules compute in it too).
 _ROUNDING = Context(prec=_PRECISION, rounding=ROUND_HALF_UP)
-_EXACT = Context(prec=_PRECISION, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
+EXACT = Context(prec=_PRECISION, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
 _ONE = Decimal(1)
 
 
@@ -86,7 +87,7 @@ def parse_decimal(value: str | int | Decimal, *, max_decimals: int = MAX_UNIT_DE
 def multiply(amount: Decimal | int, factor: Decimal | int) -> Decimal:
     """Exact product (within _PRECISION digits; a product that would need more raises
     ``Inexact`` rather than being rounded)."""
-    return _EXACT.multiply(Decimal(amount), Decimal(factor))
+    return EXACT.multiply(Decimal(amount), Decimal(factor))
 
 
 def allocate(total: int, weights: Sequence[Decimal | int]) -> list[int]:

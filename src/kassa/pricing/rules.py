@@ -26,25 +26,23 @@ from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import (
-    Context,
-    Decimal,
-    DivisionByZero,
-    Inexact,
-    InvalidOperation,
-    Overflow,
-    localcontext,
-)
+from decimal import Context, Decimal, localcontext
 from typing import Any, Final, Literal, TypeAlias, get_args
 
-from kassa.core.money import MAX_UNIT_DECIMALS, exponent, multiply, parse_decimal, round_minor
+from kassa.core.money import (
+    EXACT,
+    MAX_UNIT_DECIMALS,
+    exponent,
+    multiply,
+    parse_decimal,
+    round_minor,
+)
 
 Model: TypeAlias = Literal["per_unit", "graduated", "volume", "package", "percentage"]
 MODELS: Final[tuple[Model, ...]] = get_args(Model)
 
 MAX_AMOUNT: Final = 10**15  # minor units: any price above this is a typo, not a price
 MAX_COUNT: Final = 10**18  # tier bounds, package sizes, free units (fits a BigInteger)
-_PRECISION: Final = 60
 _ZERO: Final = Decimal(0)
 _PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 
@@ -232,12 +230,9 @@ class Line:
 # --- rating -----------------------------------------------------------------------------
 
 
-_EXACT = Context(prec=_PRECISION, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
-
-
 def _exact() -> AbstractContextManager[Context]:
     """Decimal arithmetic that raises rather than silently losing a digit."""
-    return localcontext(_EXACT)
+    return localcontext(EXACT)
 
 
 _NO_USAGE: Final = Usage(_ZERO)

@@ -1,5 +1,7 @@
 """Recording money events and reading balances. Services never commit: the request or job
-boundary owns the transaction; the database checks the balance at commit."""
+boundary owns the transaction. A transaction and its entries are written by one statement,
+and the database checks them when it ends (at least two entries, balanced per currency:
+migrations 0006 and 0010)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from kassa.core import jsoncodec
 from kassa.core.clock import Clock
-from kassa.core.ids import new_id, new_ids
+from kassa.core.ids import new_ids
 from kassa.db import bulk
 from kassa.ledger import postings as rules
 from kassa.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
@@ -26,19 +28,6 @@ _ENTRY_COLUMNS = (
     "org_id", "transaction_id", "line", "account_id", "debit", "credit", "currency",
     "invoice_id", "occurred_at",
 )  # fmt: skip
-# a transaction and its entries in one statement: the database checks both when it ends
-# (at least two entries, balanced per currency; migrations 0006 and 0010)
-_POST = text(
-    f"WITH t AS (INSERT INTO ledger_transactions ({', '.join(_TX_COLUMNS)})"  # noqa: S608
-    " VALUES (:org, :id, :kind, :source_type, :source_id, :key, :currency, :occurred_at, :now)"
-    " ON CONFLICT (org_id, idempotency_key) DO NOTHING"
-    " RETURNING org_id, id, currency, occurred_at)"
-    f" INSERT INTO ledger_entries ({', '.join(_ENTRY_COLUMNS)})"
-    " SELECT t.org_id, t.id, e.line, e.account_id, e.debit, e.credit, t.currency,"
-    " e.invoice_id, t.occurred_at FROM t, jsonb_to_recordset(CAST(:entries AS jsonb))"
-    " AS e(line integer, account_id text, debit bigint, credit bigint, invoice_id text)"
-    " RETURNING transaction_id"
-)
 _TXS = cast(Table, LedgerTransaction.__table__)
 _ENTRIES = cast(Table, LedgerEntry.__table__)
 
@@ -50,26 +39,9 @@ def post(
 ) -> str | None:  # fmt: skip
     """Record one balanced transaction once: a second call with the same ``key`` records
     nothing and returns None. An all-zero transaction records nothing either."""
-    rules.check_balanced(postings)
-    rows = rules.entries(postings)
-    if not rows:
-        return None
-    owners = {(code, currency): _owner(code, customer_id) for code, *_ in rows}
-    ids = _accounts(session, org_id, owners, clock)
-    entries = [
-        {"line": n, "account_id": ids[(code, currency)], "debit": debit, "credit": credit,
-         "invoice_id": invoice}
-        for n, (code, debit, credit, invoice) in enumerate(rows, start=1)
-    ]  # fmt: skip
-    inserted = session.execute(
-        _POST,
-        {
-            "org": org_id, "id": new_id("ltx"), "kind": kind, "source_type": source_type,
-            "source_id": source_id, "key": key, "currency": currency,
-            "occurred_at": occurred_at, "now": clock.now(), "entries": jsoncodec.encode(entries),
-        },
-    ).first()  # fmt: skip
-    return None if inserted is None else str(inserted[0])
+    tx = NewTransaction(kind, source_type, source_id, key, currency, occurred_at, postings,
+                        customer_id)  # fmt: skip
+    return post_many(session, org_id, [tx], clock)[0]
 
 
 @dataclass(frozen=True)

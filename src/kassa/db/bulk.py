@@ -54,8 +54,8 @@ class Staged:
     _param: str
     extra: tuple[tuple[str, str], ...] = ()  # (name, SQL type) after the table's columns
 
-    def source(self, alias: str = "s") -> str:
-        """``(SELECT … FROM jsonb_array_elements(…)) alias``: each column cast to its type
+    def source(self) -> str:
+        """``(SELECT … FROM jsonb_array_elements(…)) s``: each column cast to its type
         (a nullable JSON column's value is wrapped in a one-element array, so that SQL NULL
         and the JSON null stay apart)."""
         fields = []
@@ -70,7 +70,7 @@ class Staged:
             fields.append(f"CAST(r->>{n} AS {sql_type}) AS {name}")
         return (
             f"(SELECT {', '.join(fields)} FROM jsonb_array_elements("  # noqa: S608
-            f"CAST(:{self._param} AS jsonb)) r) {alias}"
+            f"CAST(:{self._param} AS jsonb)) r) s"
         )
 
 
@@ -103,35 +103,24 @@ def _wrap_json(row: Sequence[Any], json: Sequence[int]) -> list[Any]:
 
 
 def insert(
-    session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-    *, conflict: str | None = None, returning: str | None = None,
-) -> list[Any]:  # fmt: skip
-    """INSERT ``rows``; ``conflict`` is an ON CONFLICT target and action ("(org_id, key)
-    DO NOTHING"); with ``returning`` (one column) the values of the inserted rows."""
-    if not rows:
-        return []
-    staged = stage(table, columns, rows)
-    return insert_staged(session, staged, conflict=conflict, returning=returning)
+    session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """INSERT ``rows`` (values in ``columns`` order) in one statement."""
+    if rows:
+        insert_staged(session, stage(table, columns, rows))
 
 
 def insert_staged(
     session: Session, staged: Staged, *, exprs: Mapping[str, str] | None = None,
-    join: str = "", params: Mapping[str, Any] | None = None, conflict: str | None = None,
-    returning: str | None = None,
-) -> list[Any]:  # fmt: skip
+    params: Mapping[str, Any] | None = None,
+) -> None:  # fmt: skip
     """INSERT the ``staged`` rows (alias ``s``); ``exprs`` computes some columns in SQL
-    instead (column → expression, e.g. numbers from a counter taken since), ``join`` adds
-    a FROM clause item, ``params`` binds the expressions' parameters."""
+    instead (column → expression, e.g. numbers from a counter taken since), ``params``
+    binds the expressions' parameters."""
     cols = ", ".join(staged.columns)
     values = ", ".join((exprs or {}).get(c, f"s.{c}") for c in staged.columns)
-    sql = f"INSERT INTO {staged.table.name} ({cols}) SELECT {values} FROM {staged.source()} {join}"  # noqa: S608
-    if conflict:
-        sql += f" ON CONFLICT {conflict}"
-    bound = {**staged.params, **(params or {})}
-    if returning:
-        return list(session.scalars(text(f"{sql} RETURNING {returning}"), bound))
-    session.execute(text(sql), bound)
-    return []
+    sql = f"INSERT INTO {staged.table.name} ({cols}) SELECT {values} FROM {staged.source()}"  # noqa: S608
+    session.execute(text(sql), {**staged.params, **(params or {})})
 
 
 def update(

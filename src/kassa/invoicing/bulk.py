@@ -506,9 +506,7 @@ def _bill_plain(chunk: Chunk, subs: Sequence[SubState], as_of: datetime, clock: 
     # fails the statement and the chunk: the next run finds it taken)
     bulk.insert_staged(session, staged_invoices, exprs=_NUMBERED, params=params)
     bulk.insert_staged(session, staged_lines)
-    bulk.insert_staged(
-        session, staged_events, exprs=_NUMBERED_EVENT, params=params
-    )  # fmt: skip
+    bulk.insert_staged(session, staged_events, exprs=_NUMBERED_EVENT, params=params)
     session.info["invoices_issued"] = session.info.get("invoices_issued", 0) + len(rows)
     session.info["invoices_finalized"] = session.info.get("invoices_finalized", 0) + len(txs)
 

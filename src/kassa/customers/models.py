@@ -20,6 +20,12 @@ class Customer(TenantOwned, Base):
             unique=True,
             postgresql_where=text("external_id IS NOT NULL"),
         ),
+        Index(  # the few customers on a test clock, which billing runs skip (migration 0011)
+            "ix_customers_org_id_id_test_clock",
+            "org_id",
+            "id",
+            postgresql_where=text("test_clock_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from sqlalchemy import Select, inspect
 from sqlalchemy.orm import Session
 
 T = TypeVar("T")
@@ -24,3 +25,13 @@ def get(session: Session, model: type[T], key: Any) -> T | None:
         if found is not None:
             cache[(model, key)] = found
     return found
+
+
+def load(session: Session, stmt: Select[Any]) -> list[Any]:
+    """The rows ``stmt`` selects (one model), kept as ``get`` keeps what it loads: one
+    query for many rows that ``get`` is then asked for one at a time."""
+    rows = list(session.scalars(stmt))
+    cache: dict[tuple[type[Any], Any], Any] = session.info.setdefault("kassa_pk_cache", {})
+    for row in rows:
+        cache[(type(row), inspect(row).identity)] = row
+    return rows

@@ -8,11 +8,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, bindparam, delete, func, select, text
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy import ColumnElement, delete, func, select, text
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from kassa.catalog.models import Meter, Plan, PlanVersion
+from kassa.core import jsoncodec
 from kassa.core.clock import Clock
 from kassa.core.errors import Conflict, NotFound
 from kassa.events import service as events
@@ -452,28 +453,37 @@ def list_events(
 BULK_AGGREGATIONS = frozenset({"count", "sum", "max", "latest"})
 Key = tuple[str, str]  # (customer, meter)
 
+# The customers and meters travel as JSON arrays (one parameter each, encoded by msgspec in
+# C: psycopg dumps a list into an array item by item) and are compared as ``= ANY(ARRAY(…))``,
+# an index condition (see ``db.bulk.among``).
 _BUSY = """
     SELECT customer_id, meter_id FROM usage_series
-    WHERE org_id = :org AND customer_id = ANY(:customers) AND meter_id = ANY(:meters)
+    WHERE org_id = :org
+      AND customer_id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:customers AS jsonb))))
+      AND meter_id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:meters AS jsonb))))
 """
 _ROLLUPS = """
     SELECT customer_id, meter_id, coalesce(sum(count), 0), coalesce(sum(sum), 0), max(max)
     FROM usage_rollups
-    WHERE org_id = :org AND customer_id = ANY(:customers) AND meter_id = ANY(:meters)
+    WHERE org_id = :org
+      AND customer_id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:customers AS jsonb))))
+      AND meter_id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:meters AS jsonb))))
       AND hour >= :lo AND hour < :hi
     GROUP BY customer_id, meter_id
 """
 _EVENTS = """
     SELECT customer_id, meter_id, count(*), coalesce(sum(value), 0), max(value)
     FROM usage_events
-    WHERE org_id = :org AND customer_id = ANY(:customers) AND meter_id = ANY(:meters)
+    WHERE org_id = :org
+      AND customer_id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:customers AS jsonb))))
+      AND meter_id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:meters AS jsonb))))
       AND voided_at IS NULL AND ts >= :lo AND ts < :hi
     GROUP BY customer_id, meter_id
 """
 _LATEST = """
     SELECT c.id, m.id, e.value
-    FROM unnest(CAST(:customers AS text[])) AS c(id)
-    CROSS JOIN unnest(CAST(:meters AS text[])) AS m(id)
+    FROM jsonb_array_elements_text(CAST(:customers AS jsonb)) AS c(id)
+    CROSS JOIN jsonb_array_elements_text(CAST(:meters AS jsonb)) AS m(id)
     CROSS JOIN LATERAL (
         SELECT value FROM usage_events
         WHERE org_id = :org AND customer_id = c.id AND meter_id = m.id AND voided_at IS NULL
@@ -498,11 +508,11 @@ def period_values(
     aggregation = dict(meters)
 
     def run(sql: str, who: list[str], ids: list[str], lo: datetime, hi: datetime) -> Any:
-        stmt = text(sql).bindparams(
-            bindparam("customers", type_=ARRAY(String)), bindparam("meters", type_=ARRAY(String))
-        )
-        params = {"org": org_id, "customers": who, "meters": ids, "lo": lo, "hi": hi}
-        return session.execute(stmt, params).all()
+        params = {
+            "org": org_id, "customers": jsoncodec.encode(who), "meters": jsoncodec.encode(ids),
+            "lo": lo, "hi": hi,
+        }  # fmt: skip
+        return session.execute(text(sql), params).all()
 
     def settle(key: Key, count: int, total: Decimal, values: list[Decimal | None]) -> None:
         agg = aggregation[key[1]]

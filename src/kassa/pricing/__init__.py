@@ -2,6 +2,7 @@
 
 from kassa.pricing.rules import (
     MODELS,
+    NO_USAGE,
     Charge,
     ChargeResult,
     Graduated,
@@ -27,6 +28,7 @@ from kassa.pricing.rules import (
 
 __all__ = [
     "MODELS",
+    "NO_USAGE",
     "Charge",
     "ChargeResult",
     "Graduated",

@@ -235,7 +235,7 @@ def _exact() -> AbstractContextManager[Context]:
     return localcontext(EXACT)
 
 
-_NO_USAGE: Final = Usage(_ZERO)
+NO_USAGE: Final = Usage(_ZERO)  # a meter without usage in the period
 
 
 def rate_charge(charge: Charge, usage: Usage) -> ChargeResult:
@@ -358,7 +358,7 @@ def rate_charges(
     """The usage lines of ``charges`` alone (``rate`` without the fixed fee)."""
     lines = []
     for charge in charges:
-        result = rate_charge(charge, usage.get(charge.meter, _NO_USAGE))
+        result = rate_charge(charge, usage.get(charge.meter, NO_USAGE))
         lines.append(
             Line(
                 kind="usage",

@@ -70,7 +70,12 @@ def plan_of(session: Session, sub: Subscription) -> tuple[Plan, PlanVersion]:
 
 
 def interval_of(plan: Plan) -> rules.Interval:
-    return rules.Interval(plan.interval, plan.interval_count)  # type: ignore[arg-type]
+    return _interval(plan.interval, plan.interval_count)
+
+
+@functools.cache  # a handful of distinct intervals: one object each, quick to hash and compare
+def _interval(unit: str, count: int) -> rules.Interval:
+    return rules.Interval(unit, count)  # type: ignore[arg-type]
 
 
 @functools.lru_cache(maxsize=4096)  # pure; a billing chunk asks the same few thousand times

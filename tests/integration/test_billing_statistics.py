@@ -98,3 +98,23 @@ def test_ledger_lookups_probe_each_key_whatever_the_statistics(
     for plan in plans:
         assert "Index Scan using uq_ledger_accounts_org_id_code_currency" in plan, plan
         assert "Materialize" not in plan and "Hash Join" not in plan, plan
+
+
+def test_the_customers_on_a_test_clock_are_found_by_their_own_index(rt: Runtime) -> None:
+    """A chunk skips the rows whose customer runs on a test clock: the check reads the
+    partial index of such customers (migration 0011), never the organization's customers
+    (before, every chunk read them all)."""
+    from kassa.subscriptions.models import Subscription
+
+    with rt.db.transaction() as session:
+        stmt = select(Subscription.id).where(
+            Subscription.org_id == "org_x",
+            Subscription.next_action_at <= datetime(2026, 1, 1, tzinfo=UTC),
+            ~billing._on_test_clock(Subscription),  # type: ignore[operator]
+        )
+        compiled = stmt.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
+        session.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = "\n".join(r[0] for r in session.execute(text(f"EXPLAIN {compiled}")))
+    scans = [line for line in plan.splitlines() if " on customers" in line]
+    assert scans, plan
+    assert all("ix_customers_org_id_id_test_clock" in line for line in scans), plan

@@ -512,8 +512,8 @@ def check(rt: Runtime, world: World) -> tuple[int, int]:
 def copy_floor(url: str, work: Path, org_id: str, repeat: int = 3) -> list[float]:
     """COPY the run's own invoice and line rows into tables of the same shape (LIKE …
     INCLUDING ALL: columns, defaults, checks, indexes, unique keys; not the triggers),
-    ``repeat`` times into fresh tables: the seconds of each (this machine's speed drifts by
-    a fifth from minute to minute, and one COPY of a few seconds catches it as it is)."""
+    ``repeat`` times into fresh tables: the seconds of each (this machine's speed drifts a lot
+    from minute to minute, and one COPY of a few seconds catches it as it is: README)."""
     with psycopg.connect(owner_conninfo(url), autocommit=True) as conn:
         conn.execute("SELECT set_config('app.org_id', %s, false)", (org_id,))
         files = {}

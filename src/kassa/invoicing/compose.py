@@ -315,8 +315,8 @@ def rate_usage(
 ) -> list[Line]:  # fmt: skip
     """The usage lines of ``pricing``'s charges, as ``pricing.rate_charges`` makes them (the
     pure pricing library rates each charge), made into invoice lines directly: a billing
-    chunk rates thousands of charges, and a second line object for each cost a tenth of it.
-    A test holds the two alike."""
+    chunk rates thousands of charges, and making a pricing line first for each made
+    composing a fifth slower. A test holds the two alike."""
     start, end = period
     lines = []
     for charge in pricing.charges:

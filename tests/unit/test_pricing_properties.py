@@ -21,8 +21,8 @@ from kassa.pricing import (
     Usage,
     dump_properties,
     parse_charge,
+    rate,
     rate_charge,
-    rate_charges,
 )
 
 D = Decimal
@@ -210,7 +210,7 @@ def test_invoice_usage_lines_are_the_pricing_lines(
     charges: list[tuple[str, dict[str, Any], int | None]], amounts: list[Decimal]
 ) -> None:
     """``compose.rate_usage`` (billing's usage lines, made directly) says what
-    ``rate_charges`` says, line for line; a meter without usage rates as 0 units."""
+    ``rate`` says of them, line for line; a meter without usage rates as 0 units."""
     parsed = tuple(
         parse_charge(f"m{n}", model, props, minimum, name=f"Charge {n}" if n % 2 else None)
         for n, (model, props, minimum) in enumerate(charges)
@@ -222,7 +222,7 @@ def test_invoice_usage_lines_are_the_pricing_lines(
     period = (datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 2, 1, tzinfo=UTC))
     # (per-event percentage needs the events themselves: billing reads those another way)
     assume(not any(isinstance(c.properties, Percentage) and c.properties.per_event for c in parsed))
-    expected = rate_charges(parsed, usage, Period(*period))
+    expected = rate(pricing, usage, Period(*period))  # (no fixed fee: amount 0)
     lines = compose.rate_usage(pricing, "revenue:plan", period, usage)
     assert [
         (x.kind, x.description, x.quantity, x.unit_amount, x.amount, x.meter, x.period_start,

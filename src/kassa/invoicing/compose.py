@@ -313,8 +313,8 @@ def rate_usage(
     pricing: PlanPricing, revenue: str, period: tuple[datetime, datetime],
     usage: Mapping[str, Usage],
 ) -> list[Line]:  # fmt: skip
-    """The usage lines of ``pricing``'s charges, as ``pricing.rate_charges`` makes them (the
-    pure pricing library rates each charge), made into invoice lines directly: a billing
+    """The usage lines of ``pricing``'s charges, as ``pricing.rate`` makes them (the pure
+    pricing library rates each charge), made into invoice lines directly: a billing
     chunk rates thousands of charges, and making a pricing line first for each made
     composing a fifth slower. A test holds the two alike."""
     start, end = period

@@ -23,7 +23,6 @@ from kassa.pricing.rules import (
     parse_charge,
     rate,
     rate_charge,
-    rate_charges,
 )
 
 __all__ = [
@@ -49,5 +48,4 @@ __all__ = [
     "parse_charge",
     "rate",
     "rate_charge",
-    "rate_charges",
 ]

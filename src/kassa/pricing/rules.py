@@ -348,16 +348,7 @@ def rate(
                 period_end=period.end,
             )
         )
-    lines += rate_charges(plan.charges, usage, period)
-    return lines
-
-
-def rate_charges(
-    charges: Iterable[Charge], usage: Mapping[str, Usage], period: Period
-) -> list[Line]:
-    """The usage lines of ``charges`` alone (``rate`` without the fixed fee)."""
-    lines = []
-    for charge in charges:
+    for charge in plan.charges:
         result = rate_charge(charge, usage.get(charge.meter, NO_USAGE))
         lines.append(
             Line(

@@ -329,8 +329,8 @@ def rate_usage(
 
 
 def usage_lines(
-    session: Session, org_id: str, customer_id: str, plan: Plan, version: PlanVersion,
-    quantity: int, period: tuple[datetime, datetime], usage: Mapping[str, Usage],
+    session: Session, plan: Plan, version: PlanVersion, period: tuple[datetime, datetime],
+    usage: Mapping[str, Usage],
 ) -> list[Line]:  # fmt: skip
     pricing = plans.pricing(session, plan, version)
     if not pricing.charges:

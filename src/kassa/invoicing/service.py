@@ -275,10 +275,7 @@ def refresh_usage(session: Session, invoice: Invoice) -> None:
     version = plans.version_of(session, plan, invoice.plan_version)
     period = (invoice.period_start, invoice.period_end)
     usage = compose.usage_of(session, invoice.org_id, invoice.customer_id, plan, version, *period)
-    fresh = compose.usage_lines(
-        session, invoice.org_id, invoice.customer_id, plan, version, invoice.quantity, period,
-        usage,
-    )  # fmt: skip
+    fresh = compose.usage_lines(session, plan, version, period, usage)
     if [(x.description, x.amount) for x in fresh] == [(x.description, x.amount) for x in old_usage]:
         return
     kept = [_as_compose(line) for line in lines if line not in old_usage]

@@ -38,9 +38,8 @@ def upcoming(
         # paid in arrears after a trial: the first paid period, billed at its end
         c = compose.compose(session, sub, "start", usage_source=usage_source)
         usage = compose.usage_lines(
-            session, sub.org_id, sub.customer_id, c.plan, c.version, sub.quantity, c.period,
-            usage_source(session, sub, *c.period),
-        )  # fmt: skip
+            session, c.plan, c.version, c.period, usage_source(session, sub, *c.period)
+        )
         c.lines[:] = [line for line in c.lines if line.kind != "discount"] + usage
         if c.coupon is not None:
             coupon_line = compose.discount_line(c.coupon, c.lines, c.period)

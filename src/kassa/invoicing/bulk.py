@@ -181,7 +181,6 @@ class Chunk:
         ))  # fmt: skip
         cache.load(self.session, select(PlanVersion).where(
             PlanVersion.org_id == self.org.id,
-            bulk.among(PlanVersion.plan_id, {p for p, _ in versions}),
             tuple_(PlanVersion.plan_id, PlanVersion.version).in_(sorted(versions)),
         ))  # fmt: skip
 
@@ -502,9 +501,6 @@ def _bill_plain(chunk: Chunk, subs: Sequence[SubState], as_of: datetime, clock: 
         session, Subscription.__table__, ("org_id", "id"), _ROLL_COLUMNS, rolls,  # type: ignore[arg-type]
     )  # fmt: skip
     assert changed == len(rolls), (changed, len(rolls))
-    if not rows:
-        events.record_many(session, clock, org.id, [e[:3] for e in event_rows])
-        return
     staged_invoices = bulk.stage(_INVOICES, _ISSUE_COLUMNS, rows)
     staged_lines = _stage_lines(org.id, [(i.invoice_id, i.parts.lines) for i in issued])
     staged_events = bulk.stage(
@@ -523,8 +519,9 @@ def _bill_plain(chunk: Chunk, subs: Sequence[SubState], as_of: datetime, clock: 
         ledger.post_many(session, org.id, txs, clock)
     # (a billing key taken since the check above, by a path that skipped the row lock,
     # fails the statement and the chunk: the next run finds it taken)
-    bulk.insert_staged(session, staged_invoices, exprs=_NUMBERED, params=params)
-    bulk.insert_staged(session, staged_lines)
+    if rows:
+        bulk.insert_staged(session, staged_invoices, exprs=_NUMBERED, params=params)
+        bulk.insert_staged(session, staged_lines)
     bulk.insert_staged(session, staged_events, exprs=_NUMBERED_EVENT, params=params)
     session.info["invoices_issued"] = session.info.get("invoices_issued", 0) + len(rows)
     session.info["invoices_finalized"] = session.info.get("invoices_finalized", 0) + len(txs)

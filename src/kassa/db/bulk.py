@@ -46,28 +46,35 @@ def among(
 @dataclass(frozen=True)
 class Staged:
     """Rows shaped like ``table``'s ``columns``, ready to be a statement's row source:
-    ``source()`` is the SQL, ``params`` its one bound parameter."""
+    ``source()`` is the SQL, ``params`` its bound parameters (the rows as one, then one per
+    column whose value all rows share: ``consts``)."""
 
     table: Table
-    columns: tuple[str, ...]
-    params: dict[str, str]
+    columns: tuple[str, ...]  # the rows' columns, then the shared ones
+    params: dict[str, Any]
     _param: str
     extra: tuple[tuple[str, str], ...] = ()  # (name, SQL type) after the table's columns
+    consts: tuple[str, ...] = ()  # the last columns of ``columns``, one value each
 
     def source(self) -> str:
         """``(SELECT … FROM jsonb_array_elements(…)) s``: each column cast to its type
         (a nullable JSON column's value is wrapped in a one-element array, so that SQL NULL
-        and the JSON null stay apart)."""
+        and the JSON null stay apart); a shared column is its parameter, cast alike."""
         fields = []
-        for n, column in enumerate(self.columns):
+        shared = len(self.columns) - len(self.consts)
+        for n, column in enumerate(self.columns[:shared]):
             kind = self.table.c[column].type
             if isinstance(kind, JSON):
                 fields.append(f"r->{n}->0 AS {column}" if _wrapped(self.table, column)
                               else f"r->{n} AS {column}")  # fmt: skip
             else:
-                fields.append(f"CAST(r->>{n} AS {kind.compile(dialect=_DIALECT)}) AS {column}")
-        for n, (name, sql_type) in enumerate(self.extra, start=len(self.columns)):
+                fields.append(f"CAST(r->>{n} AS {_sql_type(self.table, column)}) AS {column}")
+        for n, (name, sql_type) in enumerate(self.extra, start=shared):
             fields.append(f"CAST(r->>{n} AS {sql_type}) AS {name}")
+        for column in self.consts:
+            fields.append(
+                f"CAST(:{self._param}_{column} AS {_sql_type(self.table, column)}) AS {column}"
+            )
         return (
             f"(SELECT {', '.join(fields)} FROM jsonb_array_elements("  # noqa: S608
             f"CAST(:{self._param} AS jsonb)) r) s"
@@ -76,17 +83,30 @@ class Staged:
 
 def stage(
     table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]],
-    extra: Sequence[tuple[str, str]] = (),
+    extra: Sequence[tuple[str, str]] = (), consts: Mapping[str, Any] | None = None,
 ) -> Staged:  # fmt: skip
     """``rows`` (values in ``columns`` order, then ``extra``'s: (name, SQL type) of values
-    a statement reads but does not store) encoded for one statement. In a nullable JSON
-    column None is SQL NULL and ``Jsonb(None)`` the JSON null; a JSON column that is NOT
-    NULL takes its value as it is."""
+    a statement reads but does not store) encoded for one statement; ``consts``: the
+    values of more columns, the same in every row (each bound once, not repeated in every
+    row: the server parses every byte of the rows). In a nullable JSON column None is SQL
+    NULL and ``Jsonb(None)`` the JSON null; a JSON column that is NOT NULL takes its value
+    as it is."""
     json = [i for i, c in enumerate(columns) if _wrapped(table, c)]
     if json:
         rows = [_wrap_json(row, json) for row in rows]
     name = f"rows_{table.name}"  # one staged source per table in a statement
-    return Staged(table, tuple(columns), {name: jsoncodec.encode(list(rows))}, name, tuple(extra))
+    params: dict[str, Any] = {name: jsoncodec.encode(list(rows))}
+    for column, value in (consts or {}).items():
+        if value is not None and isinstance(table.c[column].type, JSON):
+            value = jsoncodec.encode(value.obj if type(value) is Jsonb else value)
+        params[f"{name}_{column}"] = value  # (None: SQL NULL)
+    return Staged(
+        table, (*columns, *(consts or {})), params, name, tuple(extra), tuple(consts or {})
+    )
+
+
+def _sql_type(table: Table, column: str) -> str:
+    return str(table.c[column].type.compile(dialect=_DIALECT))
 
 
 def _wrapped(table: Table, column: str) -> bool:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from kassa.core.clock import Clock
@@ -39,20 +39,28 @@ def record(
     return event
 
 
-COLUMNS = ("org_id", "id", "type", "object_id", "data", "occurred_at", "created_at")
+_EVENTS = cast(Table, DomainEvent.__table__)
+# the columns an event row carries (``org_id`` and ``created_at``, the same in every row of
+# a statement, are bound once: ``stage``)
+COLUMNS = ("id", "type", "object_id", "data", "occurred_at")
 
 
-def rows_of(clock: Clock, org_id: str, events: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """The rows (``COLUMNS``) of many (type, JSON data, occurred_at, *more) events (more:
-    values the caller's statement reads after the columns); their ids follow the order
-    given, as ``record``'s follow the order of the calls."""
-    now = clock.now()
+def stage(
+    clock: Clock, org_id: str, events: Sequence[tuple[Any, ...]],
+    extra: Sequence[tuple[str, str]] = (),
+) -> bulk.Staged:  # fmt: skip
+    """Many (type, JSON data, occurred_at, *more) events staged for one statement (more:
+    values of ``extra``, (name, SQL type), the statement reads after the columns); their
+    ids follow the order given, as ``record``'s follow the order of the calls."""
     ids = new_ids("wh", len(events))
-    return [
-        (org_id, event_id, event[0], str(event[1].get("id", "")), event[1], event[2], now,
-         *event[3:])
-        for event_id, event in zip(ids, events, strict=True)
-    ]  # fmt: skip
+    return bulk.stage(
+        _EVENTS, COLUMNS,
+        [
+            (event_id, event[0], str(event[1].get("id", "")), event[1], event[2], *event[3:])
+            for event_id, event in zip(ids, events, strict=True)
+        ],
+        extra, consts={"org_id": org_id, "created_at": clock.now()},
+    )  # fmt: skip
 
 
 def record_many(
@@ -61,13 +69,9 @@ def record_many(
     org_id: str,
     events: Sequence[tuple[str, dict[str, Any], datetime]],
 ) -> None:
-    """``record`` for many events in one statement (see ``rows_of``)."""
-    bulk.insert(
-        session,
-        DomainEvent.__table__,  # type: ignore[arg-type]
-        COLUMNS,
-        rows_of(clock, org_id, events),
-    )
+    """``record`` for many events in one statement (see ``stage``)."""
+    if events:
+        bulk.insert_staged(session, stage(clock, org_id, events))
 
 
 def for_object(session: Session, org_id: str, object_id: str) -> Sequence[DomainEvent]:

@@ -37,7 +37,6 @@ from kassa.core.ids import new_ids
 from kassa.customers.models import Customer
 from kassa.db import bulk, cache
 from kassa.events import service as events
-from kassa.events.models import DomainEvent
 from kassa.invoicing import compose, service
 from kassa.invoicing.models import Invoice, InvoiceLine
 from kassa.ledger import postings
@@ -58,15 +57,14 @@ _CUSTOMER_COLUMNS = (
 )  # fmt: skip
 _SUB_COLUMNS = [getattr(Subscription, a) for a in Subscription.__mapper__.column_attrs.keys()]
 _INVOICE_COLUMNS = (
-    "org_id", "id", "customer_id", "subscription_id", "billing_key", "status", "currency",
+    "id", "customer_id", "subscription_id", "billing_key", "status", "currency",
     "period_start", "period_end", "plan_id", "plan_version", "quantity", "coupon_id",
     "tax_category", "tax_rate", "subtotal", "discount", "tax_total", "total", "credit_applied",
     "amount_paid", "amount_credited", "amount_written_off", "amount_refunded", "amount_due",
     "tax", "notes", "locale", "payment_terms_days", "issued_at", "finalize_at", "metadata",
-    "created_at", "updated_at",
 )  # fmt: skip
 _LINE_COLUMNS = (
-    "org_id", "id", "invoice_id", "position", "kind", "description", "quantity", "unit_amount",
+    "id", "invoice_id", "position", "kind", "description", "quantity", "unit_amount",
     "amount", "meter_id", "period_start", "period_end", "event_ids", "adjustment_id",
     "revenue_account",
 )  # fmt: skip
@@ -463,13 +461,14 @@ def _bill_plain(chunk: Chunk, subs: Sequence[SubState], as_of: datetime, clock: 
     invoice_events: dict[str, list[tuple[str, dict[str, Any], datetime, int | None]]] = {}
     for item in issued:
         s, parts = item.sub, item.parts
-        row = _draft_row(chunk, s, parts, item.invoice_id, keys[s.id], item.finalize_at, now)
+        row = _draft_row(chunk, s, parts, item.invoice_id, keys[s.id], item.finalize_at)
         happened: list[tuple[str, dict[str, Any], datetime, int | None]] = [
             ("invoice.created", _draft_event(row), s.current_period_end, None)
         ]
         if item.final_at is not None:
             final = _final_of(item.invoice_id, parts.lines, row)
             values, tx, finalized = _finalization(chunk, final, item.final_at, None, seller)
+            del values["seller"]  # (bound once, as the other columns the rows share)
             row.update(values, sequence=len(txs) + 1)  # the statement adds the counter's base
             txs.append(tx)
             happened += [(kind, data, at, row["sequence"]) for kind, data, at in finalized]
@@ -501,11 +500,12 @@ def _bill_plain(chunk: Chunk, subs: Sequence[SubState], as_of: datetime, clock: 
         session, Subscription.__table__, ("org_id", "id"), _ROLL_COLUMNS, rolls,  # type: ignore[arg-type]
     )  # fmt: skip
     assert changed == len(rolls), (changed, len(rolls))
-    staged_invoices = bulk.stage(_INVOICES, _ISSUE_COLUMNS, rows)
+    staged_invoices = bulk.stage(
+        _INVOICES, _ISSUE_COLUMNS, rows,
+        consts={"org_id": org.id, "created_at": now, "updated_at": now, "seller": seller},
+    )  # fmt: skip
     staged_lines = _stage_lines(org.id, [(i.invoice_id, i.parts.lines) for i in issued])
-    staged_events = bulk.stage(
-        _EVENTS, events.COLUMNS, events.rows_of(clock, org.id, event_rows), [("sequence", "bigint")]
-    )
+    staged_events = events.stage(clock, org.id, event_rows, [("sequence", "bigint")])
     # the counter's lock is held from here to the commit; the ledger comes after it, as in
     # ``service.finalize``: its accounts may be new rows another chunk creates too, and a
     # transaction that waited for one while a transaction that held the counter waited for
@@ -516,7 +516,7 @@ def _bill_plain(chunk: Chunk, subs: Sequence[SubState], as_of: datetime, clock: 
     params = {"prefix": org.invoice_prefix, "base": 0}
     if txs:
         params["base"] = service.next_numbers(session, org.id, "invoice", len(txs)) - 1
-        ledger.post_many(session, org.id, txs, clock)
+        ledger.post_many(session, org.id, txs, clock, new=True)
     # (a billing key taken since the check above, by a path that skipped the row lock,
     # fails the statement and the chunk: the next run finds it taken)
     if rows:
@@ -529,16 +529,15 @@ def _bill_plain(chunk: Chunk, subs: Sequence[SubState], as_of: datetime, clock: 
 
 _INVOICES = cast(Table, Invoice.__table__)
 _LINES = cast(Table, InvoiceLine.__table__)
-_EVENTS = cast(Table, DomainEvent.__table__)
 _ISSUE_COLUMNS = (
-    *_INVOICE_COLUMNS, "sequence", "number", "finalized_at", "due_at", "seller", "buyer",
-    "paid_at",
+    *_INVOICE_COLUMNS, "sequence", "number", "finalized_at", "due_at", "buyer", "paid_at",
 )  # fmt: skip
 # staged: ``sequence`` is the invoice's place among those finalized (1, 2, …), ``number``
 # empty; inserted: numbered from the counter's value before them (``base``)
 _NUMBERED = {
     "sequence": "s.sequence + :base",
     "number": "kassa_document_number(:prefix, s.sequence + :base)",
+    "seller": "CASE WHEN s.sequence IS NULL THEN NULL ELSE s.seller END",  # (a draft: none)
 }
 _NUMBERED_EVENT = {
     "data": "CASE WHEN s.sequence IS NULL THEN s.data ELSE jsonb_set(s.data, '{number}',"
@@ -548,9 +547,10 @@ _NUMBERED_EVENT = {
 
 def _draft_row(
     chunk: Chunk, s: SubState, parts: compose.Parts, invoice_id: str, key: str,
-    finalize_at: datetime, now: datetime,
+    finalize_at: datetime,
 ) -> dict[str, Any]:  # fmt: skip
-    """``service._insert_draft`` with ``_totals`` applied: the invoice row as written."""
+    """``service._insert_draft`` with ``_totals`` applied: the invoice row as written (but
+    the columns a chunk's rows share: ``_bill_plain`` binds them once)."""
     decision = parts.decision
     rows = compose.tax_rows(decision, parts.lines)
     subtotal = sum(line.amount for line in parts.lines if line.kind != "discount")
@@ -560,7 +560,7 @@ def _draft_row(
     customer = chunk.customers[s.customer_id]
     return dict(
         zip(_ISSUE_COLUMNS, (
-            s.org_id, invoice_id, s.customer_id, s.id, key, "draft", parts.currency,
+            invoice_id, s.customer_id, s.id, key, "draft", parts.currency,
             parts.period[0], parts.period[1], parts.plan.id, parts.version.version,
             parts.quantity, parts.coupon.id if parts.coupon_used and parts.coupon else None,
             decision.category, decision.rate, subtotal, discount, tax_total, total, 0, 0, 0, 0,
@@ -568,8 +568,8 @@ def _draft_row(
             [{"category": r.category, "rate": str(r.rate), "taxable_amount": r.taxable_amount,
               "amount": r.amount} for r in rows],
             [decision.note] if decision.note else [], customer.locale or "en",
-            chunk.org.payment_terms_days, parts.issued_at, finalize_at, {}, now, now,
-            None, None, None, None, None, None, None,
+            chunk.org.payment_terms_days, parts.issued_at, finalize_at, {},
+            None, None, None, None, None, None,
         ), strict=True)
     )  # fmt: skip
 
@@ -604,12 +604,13 @@ def _stage_lines(
     return bulk.stage(
         _LINES, _LINE_COLUMNS,
         [
-            (org_id, next(ids), invoice_id, position, line.kind, line.description[:500],
+            (next(ids), invoice_id, position, line.kind, line.description[:500],
              line.quantity, line.unit_amount, line.amount, line.meter, line.period_start,
              line.period_end, Jsonb(line.event_ids), line.adjustment_id, line.account)
             for invoice_id, lines in invoices
             for position, line in enumerate(lines, start=1)
         ],
+        consts={"org_id": org_id},
     )  # fmt: skip
 
 
@@ -677,7 +678,7 @@ def _finalize(
         session, _INVOICES, ("org_id", "id"), _FINAL_COLUMNS, rows, where="t.status = 'draft'",
     )  # fmt: skip
     assert changed == len(rows), (changed, len(rows))
-    ledger.post_many(session, org.id, txs, clock)
+    ledger.post_many(session, org.id, txs, clock, new=True)
     session.info["invoices_finalized"] = session.info.get("invoices_finalized", 0) + len(rows)
     return out
 

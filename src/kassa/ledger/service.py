@@ -20,13 +20,14 @@ from kassa.db import bulk
 from kassa.ledger import postings as rules
 from kassa.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 
+# the columns each row carries (``org_id``, and a transaction's ``created_at``, are the
+# same in every row of a statement: bound once)
 _TX_COLUMNS = (
-    "org_id", "id", "kind", "source_type", "source_id", "idempotency_key", "currency",
-    "occurred_at", "created_at",
+    "id", "kind", "source_type", "source_id", "idempotency_key", "currency", "occurred_at",
 )  # fmt: skip
 _ENTRY_COLUMNS = (
-    "org_id", "transaction_id", "line", "account_id", "debit", "credit", "currency",
-    "invoice_id", "occurred_at",
+    "transaction_id", "line", "account_id", "debit", "credit", "currency", "invoice_id",
+    "occurred_at",
 )  # fmt: skip
 _TXS = cast(Table, LedgerTransaction.__table__)
 _ENTRIES = cast(Table, LedgerEntry.__table__)
@@ -59,10 +60,15 @@ class NewTransaction:
 
 
 def post_many(
-    session: Session, org_id: str, txs: Sequence[NewTransaction], clock: Clock
-) -> list[str | None]:
+    session: Session, org_id: str, txs: Sequence[NewTransaction], clock: Clock, *,
+    new: bool = False,
+) -> list[str | None]:  # fmt: skip
     """``post`` for many transactions in a few statements (a billing chunk): each is
-    recorded once (by key); returns each one's id, None where nothing was recorded."""
+    recorded once (by key); returns each one's id, None where nothing was recorded.
+
+    ``new``: the caller knows that none of them is recorded yet (their sources are this
+    database transaction's own, e.g. invoices it finalizes): a plain INSERT, without a
+    lookup per key to skip; one recorded after all fails the statement on the key."""
     todo = []
     for tx in txs:
         rules.check_balanced(tx.postings)
@@ -76,28 +82,33 @@ def post_many(
         (code, tx.currency): _owner(code, tx.customer_id) for tx, rows in todo for code, *_ in rows
     }
     ids = _accounts(session, org_id, owners, clock)
-    now = clock.now()
     staged_txs = bulk.stage(
         _TXS, _TX_COLUMNS,
-        [(org_id, tx_ids[tx.key], tx.kind, tx.source_type, tx.source_id, tx.key, tx.currency,
-          tx.occurred_at, now) for tx, _ in todo],
+        [(tx_ids[tx.key], tx.kind, tx.source_type, tx.source_id, tx.key, tx.currency,
+          tx.occurred_at) for tx, _ in todo],
+        consts={"org_id": org_id, "created_at": clock.now()},
     )  # fmt: skip
     staged_entries = bulk.stage(
         _ENTRIES, _ENTRY_COLUMNS,
-        [(org_id, tx_ids[tx.key], n, ids[(code, tx.currency)], debit, credit, tx.currency,
-          invoice, tx.occurred_at)
+        [(tx_ids[tx.key], n, ids[(code, tx.currency)], debit, credit, tx.currency, invoice,
+          tx.occurred_at)
          for tx, rows in todo
          for n, (code, debit, credit, invoice) in enumerate(rows, start=1)],
+        consts={"org_id": org_id},
     )  # fmt: skip
-    tx_cols, entry_cols = ", ".join(_TX_COLUMNS), ", ".join(_ENTRY_COLUMNS)
+    tx_cols, entry_cols = ", ".join(staged_txs.columns), ", ".join(staged_entries.columns)
+    if new:
+        skip, recorded = "", ""
+    else:
+        skip = " ON CONFLICT (org_id, idempotency_key) DO NOTHING"
+        recorded = " WHERE s.transaction_id IN (SELECT id FROM t)"
     inserted = set(
         session.scalars(
             text(
                 f"WITH t AS (INSERT INTO ledger_transactions ({tx_cols}) SELECT {tx_cols}"  # noqa: S608
-                f" FROM {staged_txs.source()} ON CONFLICT (org_id, idempotency_key) DO NOTHING"
-                " RETURNING id),"
+                f" FROM {staged_txs.source()}{skip} RETURNING id),"
                 f" e AS (INSERT INTO ledger_entries ({entry_cols}) SELECT {entry_cols}"
-                f" FROM {staged_entries.source()} WHERE s.transaction_id IN (SELECT id FROM t))"
+                f" FROM {staged_entries.source()}{recorded})"
                 " SELECT id FROM t"
             ),
             {**staged_txs.params, **staged_entries.params},

@@ -145,11 +145,12 @@ def insert_staged(
 
 def update(
     session: Session, table: Table, key: Sequence[str], columns: Sequence[str],
-    rows: Sequence[Sequence[Any]], *, where: str = "",
+    rows: Sequence[Sequence[Any]], *, where: str = "", consts: Mapping[str, Any] | None = None,
 ) -> int:  # fmt: skip
     """UPDATE the rows of ``table`` matching each row's ``key`` columns to its ``columns``
-    (each row: key values, then column values); ``where`` adds a condition on the target
-    (alias ``t``). Returns how many rows changed.
+    (each row: key values, then column values, but those of ``consts``: the same for all
+    rows, bound once); ``where`` adds a condition on the target (alias ``t``). Returns how
+    many rows changed.
 
     The target rows are also bound by their key values as arrays (``t.id = ANY(…)``), so
     that however the planner orders the join, it reaches them through an index on the key
@@ -158,18 +159,19 @@ def update(
     for each chunk)."""
     if not rows:
         return 0
-    staged = stage(table, [*key, *columns], rows)
+    consts = consts or {}
+    carried = [c for c in (*key, *columns) if c not in consts]
+    staged = stage(table, carried, rows, consts=consts)
     sets = ", ".join(f"{c} = s.{c}" for c in columns)
-    match = " AND ".join(f"t.{k} = s.{k}" for k in key)
-    bound = " AND ".join(
-        f"t.{k} = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:k{n} AS jsonb))))"
-        for n, k in enumerate(key)
+    match = " AND ".join(f"t.{k} = s.{k}" for k in key)  # (a shared key: one value, bound)
+    varying = [(n, k) for n, k in enumerate(carried) if k in key]
+    bound = "".join(
+        f" AND t.{k} = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:k{n} AS jsonb))))"
+        for n, k in varying
     )
-    sql = f"UPDATE {table.name} t SET {sets} FROM {staged.source()} WHERE {match} AND {bound}"  # noqa: S608
+    sql = f"UPDATE {table.name} t SET {sets} FROM {staged.source()} WHERE {match}{bound}"  # noqa: S608
     if where:
         sql += f" AND {where}"
-    params = {
-        f"k{n}": jsoncodec.encode(sorted({str(row[n]) for row in rows})) for n in range(len(key))
-    }
+    params = {f"k{n}": jsoncodec.encode(sorted({str(row[n]) for row in rows})) for n, _ in varying}
     result = session.execute(text(sql), {**staged.params, **params})
     return int(result.rowcount)  # type: ignore[attr-defined]

@@ -69,13 +69,12 @@ _LINE_COLUMNS = (
     "revenue_account",
 )  # fmt: skip
 _FINAL_COLUMNS = (
-    "sequence", "number", "status", "finalized_at", "due_at", "seller", "buyer", "locale",
-    "paid_at", "updated_at",
+    "sequence", "number", "status", "finalized_at", "due_at", "buyer", "locale", "paid_at",
 )  # fmt: skip
 _ROLL_COLUMNS = (
     "plan_id", "plan_version", "quantity", "pending_plan_id", "pending_plan_version",
     "pending_quantity", "current_period_start", "current_period_end", "next_action_at",
-    "coupon_periods_used", "updated_at",
+    "coupon_periods_used",
 )  # fmt: skip
 
 
@@ -152,6 +151,7 @@ class Chunk:
     _pricing: dict[tuple[str, int], PlanPricing] = field(default_factory=dict)
     _rollups: dict[tuple[str, int], bool] = field(default_factory=dict)
     _decisions: dict[tuple[Any, ...], tax.TaxDecision] = field(default_factory=dict)
+    _lateness: dict[tuple[str, int], timedelta] = field(default_factory=dict)
     rolled: dict[str, Rolled] = field(default_factory=dict)  # see _rolled
 
     @classmethod
@@ -259,9 +259,14 @@ class Chunk:
         )  # fmt: skip
 
     def lateness(self, version: PlanVersion) -> timedelta:
-        """``service._lateness``: the longest lateness of the version's meters."""
-        seconds = [self.meters[c["meter"]].lateness_seconds for c in version.charges]
-        return timedelta(seconds=max(seconds, default=0))
+        """``service._lateness``: the longest lateness of the version's meters (once per
+        version and chunk)."""
+        key = (version.plan_id, version.version)
+        found = self._lateness.get(key)
+        if found is None:
+            seconds = [self.meters[c["meter"]].lateness_seconds for c in version.charges]
+            found = self._lateness[key] = timedelta(seconds=max(seconds, default=0))
+        return found
 
 
 # --- subscriptions -----------------------------------------------------------------------
@@ -494,10 +499,11 @@ def _bill_plain(chunk: Chunk, subs: Sequence[SubState], as_of: datetime, clock: 
         s.coupon_periods_used += s.id in coupon_used
         s.updated_at = now
         event_rows.append(("subscription.updated", _sub_event(chunk, s), at, None))
-        rolls.append((s.org_id, s.id, *(getattr(s, c) for c in _ROLL_COLUMNS)))
+        rolls.append((s.id, *(getattr(s, c) for c in _ROLL_COLUMNS)))
     session.flush()
     changed = bulk.update(
-        session, Subscription.__table__, ("org_id", "id"), _ROLL_COLUMNS, rolls,  # type: ignore[arg-type]
+        session, Subscription.__table__, ("org_id", "id"), (*_ROLL_COLUMNS, "updated_at"),  # type: ignore[arg-type]
+        rolls, consts={"org_id": org.id, "updated_at": now},
     )  # fmt: skip
     assert changed == len(rolls), (changed, len(rolls))
     staged_invoices = bulk.stage(
@@ -663,7 +669,6 @@ def _finalize(
     session, org = chunk.session, chunk.org
     first = service.next_numbers(session, org.id, "invoice", len(invoices))
     seller = service.seller_of(org)
-    updated = clock.now()
     rows = []
     txs = []
     out: dict[str, list[Event]] = {}
@@ -671,11 +676,13 @@ def _finalize(
         sequence = first + n
         number = service.document_number(org.invoice_prefix, sequence)
         values, tx, out[inv.id] = _finalization(chunk, inv, at, number, seller)
-        values.update(sequence=sequence, number=number, updated_at=updated)
-        rows.append((org.id, inv.id, *(values[c] for c in _FINAL_COLUMNS)))
+        values.update(sequence=sequence, number=number)
+        rows.append((inv.id, *(values[c] for c in _FINAL_COLUMNS)))
         txs.append(tx)
     changed = bulk.update(
-        session, _INVOICES, ("org_id", "id"), _FINAL_COLUMNS, rows, where="t.status = 'draft'",
+        session, _INVOICES, ("org_id", "id"), (*_FINAL_COLUMNS, "seller", "updated_at"), rows,
+        where="t.status = 'draft'",
+        consts={"org_id": org.id, "seller": seller, "updated_at": clock.now()},
     )  # fmt: skip
     assert changed == len(rows), (changed, len(rows))
     ledger.post_many(session, org.id, txs, clock, new=True)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, localcontext
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from importlib.resources.abc import Traversable
 from itertools import pairwise
@@ -201,9 +201,7 @@ def compute_tax(lines: Sequence[tuple[TaxDecision, int]]) -> list[TaxLine]:
     for decision, amount in lines:
         if isinstance(amount, bool) or not isinstance(amount, int):
             raise TypeError(f"line amounts are int minor units, not {type(amount).__name__}")
-        rate = _canonical_rate(decision.rate)
-        _check_category(decision.category, rate)
-        key = (decision.category, rate)
+        key = _row_key(decision.category, decision.rate)
         taxable[key] = taxable.get(key, 0) + amount
     rows = [
         TaxLine(category, rate, total, round_minor(_percent_of(total, rate)))
@@ -290,6 +288,20 @@ def _country(code: str | None) -> str | None:
         return None
     upper = code.strip().upper()
     return _COUNTRY_ALIASES.get(upper, upper)
+
+
+def _row_key(category: str, rate: Decimal) -> tuple[str, Decimal]:
+    """(category, canonical rate) of a valid pair; raises ValueError for an invalid one."""
+    if not isinstance(rate, Decimal) or not rate.is_finite():
+        _canonical_rate(rate)  # (raises)
+    return _valid_row_key(category, rate)
+
+
+@lru_cache(maxsize=256)  # pure: a billing run asks for the same few pairs, once per invoice
+def _valid_row_key(category: str, rate: Decimal) -> tuple[str, Decimal]:
+    canonical = _canonical_rate(rate)
+    _check_category(category, canonical)
+    return category, canonical
 
 
 def _canonical_rate(rate: Decimal) -> Decimal:

@@ -239,11 +239,12 @@ class Chunk:
         """The tax decision for the customer on ``on``, made once per kind of buyer (a
         chunk's customers mostly share country, kind and time zone)."""
         c = self.customers[customer_id]
-        party = compose.tax_party(c.address, c.tax_kind, c.tax_id, c.tax_exempt)
-        key = (party, self.tz(customer_id), on)
+        tz = c.timezone or self.org.timezone
+        key = ((c.address or {}).get("country"), c.tax_kind, c.tax_id, c.tax_exempt, tz, on)
         found = self._decisions.get(key)
         if found is None:
-            found = self._decisions[key] = compose.decide(self.org, party, key[1], on)
+            party = compose.tax_party(c.address, c.tax_kind, c.tax_id, c.tax_exempt)
+            found = self._decisions[key] = compose.decide(self.org, party, tz, on)
         return found
 
     def sources(self, sub: SubState) -> compose.Sources:

@@ -20,7 +20,7 @@ if it is due by then, else at ``as_of``), from the lines just composed.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -592,8 +592,18 @@ def _final_of(invoice_id: str, lines: Sequence[compose.Line], row: Mapping[Any, 
     return Final(
         invoice_id, row["customer_id"], row["subscription_id"], row["currency"], row["total"],
         row["amount_due"], row["tax"], row["locale"], row["payment_terms_days"],
-        [postings.SaleLine(line.account, line.amount) for line in lines],
+        _sales((line.account, line.amount) for line in lines),
     )  # fmt: skip
+
+
+def _sales(lines: Iterable[tuple[str, int]]) -> list[postings.SaleLine]:
+    """One sale per revenue account, its lines' net amounts summed (the ledger nets an
+    invoice's postings per account: ``postings.entries``; an invoice's lines mostly share
+    one account)."""
+    net: dict[str, int] = {}
+    for account, amount in lines:
+        net[account] = net.get(account, 0) + amount
+    return [postings.SaleLine(account, amount) for account, amount in net.items()]
 
 
 def _sub_event(chunk: Chunk, s: SubState) -> dict[str, Any]:
@@ -760,10 +770,9 @@ def finalize_drafts(
         if run:
             items = [(_final_of(d.id, [], d._mapping), as_of) for d in ordered]
             for final, _ in items:
-                final.sales = [
-                    postings.SaleLine(line.revenue_account, line.amount)
-                    for line in lines.get(final.id, [])
-                ]
+                final.sales = _sales(
+                    (line.revenue_account, line.amount) for line in lines.get(final.id, [])
+                )
             events.record_many(
                 session, clock, org_id,
                 [e for evs in _finalize(chunk, items, clock).values() for e in evs],

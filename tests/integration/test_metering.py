@@ -364,6 +364,16 @@ def assert_brute_force(
                 session, tenant.org_id, [cust["id"], other], [(m.id, agg)], start, end
             )
             assert bulk == {(cust["id"], m.id): expected, (other, m.id): 0}, agg
+            only = metering.period_values(
+                session,
+                tenant.org_id,
+                [cust["id"], other],
+                [(m.id, agg)],
+                start,
+                end,
+                wanted={(cust["id"], m.id)},
+            )  # the pairs a billing chunk reads, one probe each
+            assert only[(cust["id"], m.id)] == expected, agg
 
 
 def test_rebuild_recomputes_the_same_rollups(

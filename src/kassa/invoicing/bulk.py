@@ -213,17 +213,18 @@ class Chunk:
     def load_usage(
         self, wanted: Iterator[tuple[str, Plan, PlanVersion, datetime, datetime]]
     ) -> None:
-        """One set of grouped queries per distinct period, for (customer, plan version,
-        period) triples."""
-        groups: dict[tuple[datetime, datetime], tuple[set[str], set[str]]] = {}
+        """One set of queries per distinct period, for (customer, plan version, period)
+        triples: each customer's usage of its own plan's meters."""
+        groups: dict[tuple[datetime, datetime], set[tuple[str, str]]] = {}
         for customer_id, plan, version, start, end in wanted:
-            customers, meters = groups.setdefault((start, end), (set(), set()))
-            customers.add(customer_id)
-            meters.update(c.meter for c in self.pricing(plan, version).charges)
-        for (start, end), (customers, meters) in groups.items():
+            groups.setdefault((start, end), set()).update(
+                (customer_id, c.meter) for c in self.pricing(plan, version).charges
+            )
+        for (start, end), pairs in groups.items():
+            meters = sorted({m for _, m in pairs})
             self.usage[(start, end)] = metering.period_values(
-                self.session, self.org.id, sorted(customers),
-                [(m, self.meters[m].aggregation) for m in sorted(meters)], start, end,
+                self.session, self.org.id, sorted({c for c, _ in pairs}),
+                [(m, self.meters[m].aggregation) for m in meters], start, end, wanted=pairs,
             )  # fmt: skip
 
     def usage_of(

@@ -3,7 +3,7 @@ voiding an event, rebuilding rollups, and the usage that subscriptions are rated
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -480,6 +480,24 @@ _EVENTS = """
       AND voided_at IS NULL AND ts >= :lo AND ts < :hi
     GROUP BY customer_id, meter_id
 """
+# the same per (customer, meter) pair given: one probe each (the grouped form probes the
+# cross product of its customers and meters, and a chunk's customers are on different plans).
+# The pairs are unpacked behind OFFSET 0, so that the probe compares columns with plain
+# values: ``customer_id = p->>0`` would apply a function that is not leakproof to the row,
+# and under row-level security such a condition waits until the policy has passed each row
+# (every event of the organization, for each pair).
+_EVENTS_OF_PAIRS = """
+    SELECT k.c, k.m, a.n, a.total, a.top
+    FROM (SELECT p->>0 AS c, p->>1 AS m FROM jsonb_array_elements(CAST(:pairs AS jsonb)) p
+          OFFSET 0) k
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n, coalesce(sum(value), 0) AS total, max(value) AS top
+        FROM usage_events
+        WHERE org_id = :org AND customer_id = k.c AND meter_id = k.m
+          AND voided_at IS NULL AND ts >= :lo AND ts < :hi
+    ) a
+    WHERE a.n > 0
+"""
 _LATEST = """
     SELECT c.id, m.id, e.value
     FROM jsonb_array_elements_text(CAST(:customers AS jsonb)) AS c(id)
@@ -495,12 +513,14 @@ _LATEST = """
 
 def period_values(
     session: Session, org_id: str, customers: Sequence[str], meters: Sequence[tuple[str, str]],
-    start: datetime, end: datetime,
+    start: datetime, end: datetime, wanted: Collection[Key] | None = None,
 ) -> dict[Key, Decimal]:  # fmt: skip
     """(customer, meter) → exactly what ``value`` answers over [start, end), for every
     customer and (meter id, aggregation) pair at once, in a few grouped queries: quiet
     series from their events, busy ones from their rollups plus the partial hours at the
-    ends. Aggregations in ``BULK_AGGREGATIONS`` only. (It never turns a series busy.)"""
+    ends. Aggregations in ``BULK_AGGREGATIONS`` only. (It never turns a series busy.)
+    ``wanted``: the pairs the caller will read, if not all of them (the others answer 0
+    without a look at their events)."""
     customers = list(customers)
     out = {(c, m): _ZERO for c in customers for m, _ in meters}
     if end <= start or not customers or not meters:
@@ -532,16 +552,23 @@ def period_values(
     if not totals:
         return out
     busy: set[Key] = {(c, m) for c, m in run(_BUSY, customers, totals, start, end)}
-    # quiet series from their events: one query per set of meters that share the same quiet
-    # customers (usually one: a chunk's busy series are few)
-    by_quiet: dict[tuple[str, ...], list[str]] = {}
-    for m in totals:
-        quiet = tuple(c for c in customers if (c, m) not in busy)
-        if quiet:
-            by_quiet.setdefault(quiet, []).append(m)
-    for quiet, ids in by_quiet.items():
-        for c, m, count, total, highest in run(_EVENTS, list(quiet), ids, start, end):
+    if wanted is not None:  # quiet series from their events, pair by pair
+        summed = set(totals)
+        pairs = sorted(k for k in wanted if k[1] in summed and k not in busy and k in out)
+        params = {"org": org_id, "pairs": jsoncodec.encode(pairs), "lo": start, "hi": end}
+        rows = session.execute(text(_EVENTS_OF_PAIRS), params).all() if pairs else []
+        for c, m, count, total, highest in rows:
             settle((c, m), count, Decimal(total), [highest])
+        busy &= set(wanted)
+    else:  # one query per set of meters that share the same quiet customers (usually one)
+        by_quiet: dict[tuple[str, ...], list[str]] = {}
+        for m in totals:
+            quiet = tuple(c for c in customers if (c, m) not in busy)
+            if quiet:
+                by_quiet.setdefault(quiet, []).append(m)
+        for quiet, ids in by_quiet.items():
+            for c, m, count, total, highest in run(_EVENTS, list(quiet), ids, start, end):
+                settle((c, m), count, Decimal(total), [highest])
     if not busy:
         return out
     span = whole_hours(start, end) or (start, start)  # no whole hour: everything is "edge"

@@ -159,7 +159,7 @@ class Chunk:
         ids = list(set(customer_ids))
         customers = {
             row.id: row
-            for row in session.execute(
+            for row in session.connection().execute(  # plain rows: see due_subscriptions
                 select(*_CUSTOMER_COLUMNS).where(
                     Customer.org_id == org_id, bulk.among(Customer.id, ids)
                 )
@@ -286,8 +286,10 @@ def due_subscriptions(
     session: Session, org_id: str, as_of: datetime, limit: int, not_on_test_clock: Any,
     after: tuple[datetime, str] | None = None,
 ) -> list[SubState]:  # fmt: skip
-    """A locked chunk of due subscriptions, in due order, past ``after`` (billing's cursor)."""
-    rows = session.execute(
+    """A locked chunk of due subscriptions, in due order, past ``after`` (billing's cursor).
+    Columns, not entities, executed on the connection: plain rows, without the ORM's
+    loading layer (a sixth of the time a chunk's thousand rows took)."""
+    rows = session.connection().execute(
         select(*_SUB_COLUMNS)
         .where(
             Subscription.org_id == org_id,

@@ -241,6 +241,7 @@ class Chunk:
         chunk's customers mostly share country, kind and time zone)."""
         c = self.customers[customer_id]
         tz = c.timezone or self.org.timezone
+        # what ``compose.tax_party`` reads of the customer (no party built for a known key)
         key = ((c.address or {}).get("country"), c.tax_kind, c.tax_id, c.tax_exempt, tz, on)
         found = self._decisions.get(key)
         if found is None:

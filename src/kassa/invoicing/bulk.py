@@ -315,15 +315,15 @@ def bill_chunk(session: Session, subs: Sequence[SubState], as_of: datetime, cloc
     per_customer = Counter(s.customer_id for s in subs)
     bulk_ok = {s.id for s in subs if _plain_period_end(chunk, s, as_of, per_customer)}
     _preload(chunk, [s for s in subs if s.id in bulk_ok])
+    others = [s.id for s in subs if s.id not in bulk_ok]
     fallback = {
         s.id: s
         for s in session.scalars(
             select(Subscription).where(
-                Subscription.org_id == org_id,
-                bulk.among(Subscription.id, [s.id for s in subs if s.id not in bulk_ok]),
+                Subscription.org_id == org_id, bulk.among(Subscription.id, others)
             )
         )
-    }
+    } if others else {}  # fmt: skip
     transitions = 0
     for run, ids in _runs([s.id for s in subs], bulk_ok):
         if run:

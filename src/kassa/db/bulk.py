@@ -122,14 +122,6 @@ def _wrap_json(row: Sequence[Any], json: Sequence[int]) -> list[Any]:
     return values
 
 
-def insert(
-    session: Session, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
-) -> None:
-    """INSERT ``rows`` (values in ``columns`` order) in one statement."""
-    if rows:
-        insert_staged(session, stage(table, columns, rows))
-
-
 def insert_staged(
     session: Session, staged: Staged, *, exprs: Mapping[str, str] | None = None,
     params: Mapping[str, Any] | None = None,

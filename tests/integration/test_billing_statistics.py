@@ -141,3 +141,21 @@ def test_a_chunks_usage_pairs_are_probed_through_the_index_under_row_security(
     assert "Index Scan using ix_usage_events_org_id_customer_id_meter_id_ts" in plan, plan
     assert "customer_id)::text = ((p.value ->> 0))" in plan, plan  # an index condition
     assert "Seq Scan on usage_events" not in plan, plan
+
+
+def test_a_customers_events_are_found_by_their_own_index(rt: Runtime) -> None:
+    """Customer export and anonymization read a customer's events through the partial index
+    of customer events (migration 0012), whose predicate the query spells as the index
+    does; billing's events (invoices, subscriptions) have no entry in it."""
+    stmt = events.customer_events("org_x", "cus_x")
+    with rt.db.transaction() as session:
+        compiled = stmt.compile(session.get_bind())  # (its parameters bound, as when it runs)
+        explain = session.connection().exec_driver_sql(f"EXPLAIN {compiled}", compiled.params)
+        plan = "\n".join(r[0] for r in explain)
+        indexes = set(
+            session.scalars(
+                text("SELECT indexname FROM pg_indexes WHERE tablename = 'domain_events'")
+            )
+        )
+    assert "ix_domain_events_org_id_object_id_customer" in plan, plan
+    assert indexes == {"pk_domain_events", "ix_domain_events_org_id_object_id_customer"}

@@ -21,7 +21,7 @@ from kassa.customers.schemas import Customer as CustomerOut
 from kassa.customers.schemas import CustomerIn, CustomerPatch, TaxInfo
 from kassa.db.unique import flush_unique
 from kassa.events import service as events
-from kassa.events.models import DomainEvent
+from kassa.events.models import CUSTOMER_EVENTS, DomainEvent
 from kassa.tax import rules as tax_rules
 
 RESTORE_WINDOW = timedelta(days=30)
@@ -199,7 +199,7 @@ def anonymize(session: Session, principal: Principal, ref: str, clock: Clock) ->
         .where(
             DomainEvent.org_id == principal.org_id,
             DomainEvent.object_id == customer.id,
-            DomainEvent.type.like("customer.%"),
+            DomainEvent.type.like(CUSTOMER_EVENTS),
         )
         .values(data=snapshot)
     )
@@ -221,7 +221,7 @@ def export(session: Session, principal: Principal, ref: str) -> dict[str, Any]:
         ],
         "events": [
             {"id": e.id, "type": e.type, "occurred_at": e.occurred_at.isoformat(), "data": e.data}
-            for e in events.for_object(session, principal.org_id, customer.id)
+            for e in events.for_customer(session, principal.org_id, customer.id)
         ],
     }
 

@@ -7,13 +7,13 @@ from datetime import datetime
 from typing import Any, cast
 
 from pydantic import BaseModel
-from sqlalchemy import Table, select
+from sqlalchemy import Select, Table, select
 from sqlalchemy.orm import Session
 
 from kassa.core.clock import Clock
 from kassa.core.ids import new_id, new_ids
 from kassa.db import bulk
-from kassa.events.models import DomainEvent
+from kassa.events.models import CUSTOMER_EVENTS, DomainEvent
 
 
 def record(
@@ -74,9 +74,19 @@ def record_many(
         bulk.insert_staged(session, stage(clock, org_id, events))
 
 
-def for_object(session: Session, org_id: str, object_id: str) -> Sequence[DomainEvent]:
-    return session.scalars(
+def for_customer(session: Session, org_id: str, customer_id: str) -> Sequence[DomainEvent]:
+    """The events about a customer (``customer.*``, whose object is the customer), oldest
+    first: a probe of their own index, not a read of the organization's events."""
+    found: Sequence[DomainEvent] = session.scalars(customer_events(org_id, customer_id)).all()
+    return found
+
+
+def customer_events(org_id: str, customer_id: str) -> Select[Any]:
+    return (
         select(DomainEvent)
-        .where(DomainEvent.org_id == org_id, DomainEvent.object_id == object_id)
+        .where(
+            DomainEvent.org_id == org_id, DomainEvent.object_id == customer_id,
+            DomainEvent.type.like(CUSTOMER_EVENTS),
+        )
         .order_by(DomainEvent.id)
-    ).all()
+    )  # fmt: skip

@@ -123,7 +123,7 @@ def test_the_customers_on_a_test_clock_are_found_by_their_own_index(rt: Runtime)
 def test_a_chunks_usage_pairs_are_probed_through_the_index_under_row_security(
     client: TestClient, rt: Runtime
 ) -> None:
-    """``metering._EVENTS_OF_PAIRS`` compares the event columns with plain values: written
+    """``metering._EVENTS`` compares the event columns with plain values: written
     as ``customer_id = p->>0``, the condition applies a function that is not leakproof, so
     row-level security holds it back until the policy has passed every row — a scan of all
     the organization's events for each pair."""
@@ -136,7 +136,7 @@ def test_a_chunks_usage_pairs_are_probed_through_the_index_under_row_security(
         "lo": datetime(2026, 1, 1, tzinfo=UTC), "hi": datetime(2026, 2, 1, tzinfo=UTC),
     }  # fmt: skip
     with rt.db.transaction(tenant.org_id) as session:
-        explain = text(f"EXPLAIN {metering._EVENTS_OF_PAIRS}")
+        explain = text(f"EXPLAIN {metering._EVENTS}")
         plan = "\n".join(r[0] for r in session.execute(explain, params))
     assert "Index Scan using ix_usage_events_org_id_customer_id_meter_id_ts" in plan, plan
     assert "customer_id)::text = ((p.value ->> 0))" in plan, plan  # an index condition

@@ -471,22 +471,13 @@ _ROLLUPS = """
       AND hour >= :lo AND hour < :hi
     GROUP BY customer_id, meter_id
 """
-_EVENTS = """
-    SELECT customer_id, meter_id, count(*), coalesce(sum(value), 0), max(value)
-    FROM usage_events
-    WHERE org_id = :org
-      AND customer_id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:customers AS jsonb))))
-      AND meter_id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:meters AS jsonb))))
-      AND voided_at IS NULL AND ts >= :lo AND ts < :hi
-    GROUP BY customer_id, meter_id
-"""
-# the same per (customer, meter) pair given: one probe each (the grouped form probes the
-# cross product of its customers and meters, and a chunk's customers are on different plans).
+# Events per (customer, meter) pair given: one probe each (a grouped form over customers and
+# meters would probe their cross product, and a chunk's customers are on different plans).
 # The pairs are unpacked behind OFFSET 0, so that the probe compares columns with plain
 # values: ``customer_id = p->>0`` would apply a function that is not leakproof to the row,
 # and under row-level security such a condition waits until the policy has passed each row
 # (every event of the organization, for each pair).
-_EVENTS_OF_PAIRS = """
+_EVENTS = """
     SELECT k.c, k.m, a.n, a.total, a.top
     FROM (SELECT p->>0 AS c, p->>1 AS m FROM jsonb_array_elements(CAST(:pairs AS jsonb)) p
           OFFSET 0) k
@@ -516,11 +507,11 @@ def period_values(
     start: datetime, end: datetime, wanted: Collection[Key] | None = None,
 ) -> dict[Key, Decimal]:  # fmt: skip
     """(customer, meter) → exactly what ``value`` answers over [start, end), for every
-    customer and (meter id, aggregation) pair at once, in a few grouped queries: quiet
-    series from their events, busy ones from their rollups plus the partial hours at the
-    ends. Aggregations in ``BULK_AGGREGATIONS`` only. (It never turns a series busy.)
-    ``wanted``: the pairs the caller will read, if not all of them (the others answer 0
-    without a look at their events)."""
+    customer and (meter id, aggregation) pair at once, in a few queries: quiet series from
+    their events, busy ones from their rollups plus the partial hours at the ends.
+    Aggregations in ``BULK_AGGREGATIONS`` only. (It never turns a series busy.) ``wanted``:
+    the pairs the caller will read, if not all of them (the others answer 0 without a look
+    at their events)."""
     customers = list(customers)
     out = {(c, m): _ZERO for c in customers for m, _ in meters}
     if end <= start or not customers or not meters:
@@ -551,24 +542,17 @@ def period_values(
     totals = [m for m, agg in meters if agg != "latest"]
     if not totals:
         return out
-    busy: set[Key] = {(c, m) for c, m in run(_BUSY, customers, totals, start, end)}
-    if wanted is not None:  # quiet series from their events, pair by pair
-        summed = set(totals)
-        pairs = sorted(k for k in wanted if k[1] in summed and k not in busy and k in out)
-        params = {"org": org_id, "pairs": jsoncodec.encode(pairs), "lo": start, "hi": end}
-        rows = session.execute(text(_EVENTS_OF_PAIRS), params).all() if pairs else []
-        for c, m, count, total, highest in rows:
-            settle((c, m), count, Decimal(total), [highest])
-        busy &= set(wanted)
-    else:  # one query per set of meters that share the same quiet customers (usually one)
-        by_quiet: dict[tuple[str, ...], list[str]] = {}
-        for m in totals:
-            quiet = tuple(c for c in customers if (c, m) not in busy)
-            if quiet:
-                by_quiet.setdefault(quiet, []).append(m)
-        for quiet, ids in by_quiet.items():
-            for c, m, count, total, highest in run(_EVENTS, list(quiet), ids, start, end):
-                settle((c, m), count, Decimal(total), [highest])
+    wanted = set(out) if wanted is None else set(wanted) & set(out)
+
+    def events_of(pairs: set[Key], lo: datetime, hi: datetime) -> Any:
+        params = {"org": org_id, "pairs": jsoncodec.encode(sorted(pairs)), "lo": lo, "hi": hi}
+        return session.execute(text(_EVENTS), params).all() if pairs else []
+
+    busy: set[Key] = {(c, m) for c, m in run(_BUSY, customers, totals, start, end)} & wanted
+    summed = set(totals)
+    quiet = {k for k in wanted if k[1] in summed and k not in busy}
+    for c, m, count, total, highest in events_of(quiet, start, end):  # from their events
+        settle((c, m), count, Decimal(total), [highest])
     if not busy:
         return out
     span = whole_hours(start, end) or (start, start)  # no whole hour: everything is "edge"
@@ -576,7 +560,7 @@ def period_values(
     who = sorted({c for c, _ in busy})
     ids = sorted({m for _, m in busy})
     in_rollups = {(r[0], r[1]): r[2:] for r in run(_ROLLUPS, who, ids, *span)}
-    in_edges = [{(r[0], r[1]): r[2:] for r in run(_EVENTS, who, ids, a, b)} for a, b in edges]
+    in_edges = [{(r[0], r[1]): r[2:] for r in events_of(busy, a, b)} for a, b in edges]
     for key in busy:
         count, total, highest = in_rollups.get(key, (0, _ZERO, None))
         values = [highest]

@@ -10,6 +10,7 @@ Table and column names come from the callers' constants, never from input.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -105,6 +106,7 @@ def stage(
     )
 
 
+@functools.cache  # compiled once per column, not for every statement of every chunk
 def _sql_type(table: Table, column: str) -> str:
     return str(table.c[column].type.compile(dialect=_DIALECT))
 

@@ -10,6 +10,11 @@ from sqlalchemy.sql.expression import ColumnClause
 
 from kassa.db.base import Base, TenantOwned
 
+# the customer events (``customer.created|updated|deleted``), as the partial index on them
+# and the queries that use it spell it (a bound parameter in its place would not prove the
+# index's predicate to a generic plan)
+_CUSTOMER_TYPES = "'customer.%'"
+
 
 class DomainEvent(TenantOwned, Base):
     """One state change, e.g. ``subscription.created``, with a snapshot of the object.
@@ -21,7 +26,7 @@ class DomainEvent(TenantOwned, Base):
         # customer events by customer (export, anonymization): migration 0012
         Index(
             "ix_domain_events_org_id_object_id_customer", "org_id", "object_id",
-            postgresql_where=text("type LIKE 'customer.%'"),
+            postgresql_where=text(f"type LIKE {_CUSTOMER_TYPES}"),
         ),
     )  # fmt: skip
 
@@ -33,6 +38,4 @@ class DomainEvent(TenantOwned, Base):
     created_at: Mapped[datetime]
 
 
-# the partial index's predicate, spelled as the index spells it, for queries to use it (a
-# bound parameter in its place would not prove the predicate to the planner)
-CUSTOMER_EVENTS: ColumnClause[str] = literal_column("'customer.%'")
+CUSTOMER_EVENTS: ColumnClause[str] = literal_column(_CUSTOMER_TYPES)  # for DomainEvent.type.like

@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select, text
+from sqlalchemy import create_engine, select, text
 
 from kassa.core.clock import FrozenClock
 from kassa.db import bulk
@@ -143,12 +143,26 @@ def test_a_chunks_usage_pairs_are_probed_through_the_index_under_row_security(
     assert "Seq Scan on usage_events" not in plan, plan
 
 
-def test_a_customers_events_are_found_by_their_own_index(rt: Runtime) -> None:
+def test_a_customers_events_are_found_by_their_own_index(client: TestClient, rt: Runtime) -> None:
     """Customer export and anonymization read a customer's events through the partial index
     of customer events (migration 0012), whose predicate the query spells as the index
-    does; billing's events (invoices, subscriptions) have no entry in it."""
-    stmt = events.customer_events("org_x", "cus_x")
-    with rt.db.transaction() as session:
+    does: for an organization with thousands of events the planner probes it instead of
+    reading them all. Billing's events (invoices, subscriptions) have no entry in it."""
+    tenant = signup(client)
+    clock = FrozenClock(datetime(2026, 1, 1, tzinfo=UTC))
+    with rt.db.transaction(tenant.org_id) as session:
+        events.record_many(
+            session, clock, tenant.org_id,
+            [("invoice.created", {"id": f"inv_{n}"}, clock.now()) for n in range(3000)],
+        )  # fmt: skip
+    owner = create_engine(rt.db.urls.owner)
+    try:
+        with owner.begin() as conn:  # the statistics know the organization's events
+            conn.execute(text("ANALYZE domain_events"))
+    finally:
+        owner.dispose()
+    stmt = events.customer_events(tenant.org_id, "cus_x")
+    with rt.db.transaction(tenant.org_id) as session:
         compiled = stmt.compile(session.get_bind())  # (its parameters bound, as when it runs)
         explain = session.connection().exec_driver_sql(f"EXPLAIN {compiled}", compiled.params)
         plan = "\n".join(r[0] for r in explain)

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -181,6 +184,52 @@ def add_member(client: TestClient, tenant: Tenant, role: str) -> Tenant:
         tenant.org_id, body["user"]["id"], email, PASSWORD,
         body["access_token"], body["refresh_token"],
     )  # fmt: skip
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on a free local port that keeps what it receives."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[EmailMessage] = []
+        self._lock = threading.Lock()
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                parsed = BytesParser(policy=default_policy).parsebytes(envelope.content)
+                assert isinstance(parsed, EmailMessage)
+                with sink._lock:
+                    sink.messages.append(parsed)
+                return "250 Message accepted for delivery"
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+        self.url = f"smtp://127.0.0.1:{port}"
+
+    def wait_for(self, to: str, count: int = 1, timeout: float = 10) -> list[EmailMessage]:
+        """The messages to ``to`` once there are ``count`` of them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                found = [m for m in self.messages if m["To"] == to]
+            if len(found) >= count or time.monotonic() > deadline:
+                assert len(found) >= count, f"{len(found)} mails to {to}, wanted {count}"
+                return found
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.controller.start()
+    try:
+        yield sink
+    finally:
+        sink.controller.stop()
 
 
 @pytest.fixture

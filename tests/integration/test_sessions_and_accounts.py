@@ -20,6 +20,7 @@ from sqlalchemy import text
 from kassa.app import create_app
 from kassa.identity import revocations as revocations_module
 from kassa.runtime import Runtime
+from kassa.system.service import purge_expired
 from tests.conftest import (
     PASSWORD,
     Tenant,
@@ -205,6 +206,13 @@ def test_reset_tokens_expire(client: TestClient, tenant: Tenant, rt: Runtime) ->
         )
     response = client.post("/v1/auth/reset_password", json={"token": token, "password": PASSWORD})
     assert response.status_code == 422
+    assert purge_expired(rt.db, rt.clock.now()).user_tokens >= 1
+    with rt.db.transaction() as session:
+        left = session.execute(
+            text("SELECT count(*) FROM user_tokens WHERE user_id = :u AND expires_at <= now()"),
+            {"u": tenant.user_id},
+        ).scalar_one()
+    assert left == 0
 
 
 # ---- idempotent replay after authorization -------------------------------------------------

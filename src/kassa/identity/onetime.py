@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from kassa.core.errors import ValidationFailed, field_error
@@ -71,3 +71,9 @@ def consume(session: Session, token: str, purpose: str, now: datetime) -> User:
 def send_verification(session: Session, mail: MailContext, user: User, now: datetime) -> None:
     token = issue(session, user.id, VERIFY_EMAIL, mail.verification_ttl, now)
     mail.postman.send_after_commit(session, mails.verification(mail, user.email, token))
+
+
+def purge_expired(session: Session, now: datetime) -> int:
+    """Delete one-time tokens past their expiry (spent or not); returns how many."""
+    result = session.execute(delete(UserToken).where(UserToken.expires_at <= now))
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -60,6 +60,7 @@ def make_settings(tmp: Path, database_url: str, **overrides: Any) -> Settings:
         "rate_limit_api": "10000/second",
         "rate_limit_public": "10000/second",
         "login_ip_max_failures": "10000/minute",
+        "mail_per_address_limit": "10000/minute",
         "log_format": "console",
         "log_level": "WARNING",
     }

@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     invitation_ttl_hours: int = Field(default=72, ge=1, le=24 * 30)
     email_verification_ttl_hours: int = Field(default=72, ge=1, le=24 * 30)
     password_reset_ttl_minutes: int = Field(default=60, ge=5, le=24 * 60)
+    mail_per_address_limit: str = "5/hour"
 
     @property
     def documents_path(self) -> Path:

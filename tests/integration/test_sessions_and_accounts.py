@@ -168,6 +168,25 @@ def test_forgot_password_answers_the_same_for_unknown_addresses(
     assert mails_to(rt.settings.data_dir / "outbox", unknown) == []
 
 
+def test_unauthenticated_mail_per_address_is_limited(database_url: str, tmp_path: Path) -> None:
+    with _app(database_url, tmp_path, mail_per_address_limit="2/hour") as client:
+        owner = signup(client)
+        answers = {
+            client.post("/v1/auth/forgot_password", json={"email": owner.email}).text
+            for _ in range(3)
+        }
+        assert len(answers) == 1
+        again = client.post(
+            "/v1/auth/signup", json={"org_name": "X", "email": owner.email, "password": "x"}
+        )
+        assert again.status_code == 202
+        rt: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        rt.postman.drain()
+        subjects = [m["Subject"] for m in mails_to(tmp_path / "outbox", owner.email)]
+        assert subjects.count("Reset your Kassa password") == 2
+        assert not any("sign up" in s for s in subjects)
+
+
 def test_reset_password_is_one_time_and_ends_every_session(
     client: TestClient, tenant: Tenant
 ) -> None:

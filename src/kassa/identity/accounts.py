@@ -38,10 +38,12 @@ def resend_verification(session: Session, clock: Clock, mail: MailContext, user_
 def forgot_password(session: Session, clock: Clock, mail: MailContext, email: str) -> None:
     """Mail a reset link if the account exists. Both branches do the same work up to the
     insert (a token drawn and hashed, the same lookups); the mail leaves after the
-    response, from a background thread, so the answer's timing says nothing."""
+    response, from a background thread, so the answer's timing says nothing. Beyond the
+    per-address mail limit nothing is sent (and the answer is the same)."""
     now = clock.now()
+    allowed = mail.may_mail(email)  # counted for every address, known or not
     user = find_user(session, email, lock=True)
-    if user is None:
+    if user is None or not allowed:
         decoy = sha256_hex(random_token(onetime.PREFIXES[onetime.RESET_PASSWORD]))
         session.execute(select(UserToken.id).where(UserToken.token_hash == decoy))
         return

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from kassa.core import idempotency
 from kassa.core.context import Principal, Role
-from kassa.core.errors import Unauthorized
+from kassa.core.errors import RateLimited, Unauthorized
 from kassa.core.http import UnitOfWork
 from kassa.identity import service
 from kassa.identity.errors import InsufficientRole
@@ -120,12 +120,21 @@ async def _claim_idempotency_key(
 
 async def mail_context(rt: Runtime = Depends(runtime)) -> MailContext:
     s = rt.settings
+
+    def may_mail(address: str) -> bool:
+        try:
+            rt.limiter.hit(s.mail_per_address_limit, "mail", service.normalize_email(address))
+        except RateLimited:
+            return False
+        return True
+
     return MailContext(
         postman=rt.postman,
         public_url=s.public_url,
         invitation_ttl=timedelta(hours=s.invitation_ttl_hours),
         verification_ttl=timedelta(hours=s.email_verification_ttl_hours),
         reset_ttl=timedelta(minutes=s.password_reset_ttl_minutes),
+        may_mail=may_mail,
     )
 
 

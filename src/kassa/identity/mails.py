@@ -3,7 +3,8 @@ account): what they say and where their links point. Pure: building a message se
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import quote
 
@@ -19,6 +20,9 @@ class MailContext:
     invitation_ttl: timedelta
     verification_ttl: timedelta
     reset_ttl: timedelta
+    # Whether an unauthenticated request may mail this address now (a per-address limit,
+    # so nobody can flood a mailbox through forgot_password or signup).
+    may_mail: Callable[[str], bool] = field(default=lambda address: True)
 
     def link(self, path: str, token: str) -> str:
         return f"{self.public_url.rstrip('/')}{path}?token={quote(token)}"

@@ -145,7 +145,8 @@ def signup(
     user = find_user(session, email, lock=True)
     if user is not None:
         verify_password(None, password)  # the cost of the other branch's hashing
-        mail.postman.send_after_commit(session, mails.signup_existing(mail, user.email))
+        if mail.may_mail(user.email):
+            mail.postman.send_after_commit(session, mails.signup_existing(mail, user.email))
         return None
     check_password(password, email)
     user = create_user(session, email, password, name, now)

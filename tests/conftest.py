@@ -5,9 +5,16 @@ organizations (which is also how tenancy is exercised), not by mocking anything.
 from __future__ import annotations
 
 import os
+import re
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +60,7 @@ def make_settings(tmp: Path, database_url: str, **overrides: Any) -> Settings:
         "rate_limit_api": "10000/second",
         "rate_limit_public": "10000/second",
         "login_ip_max_failures": "10000/minute",
+        "mail_per_address_limit": "10000/minute",
         "log_format": "console",
         "log_level": "WARNING",
     }
@@ -127,21 +135,102 @@ def api_key(client: TestClient, tenant: Tenant, name: str = "server") -> dict[st
     return dict(response.json())
 
 
+_MAILS: dict[Path, EmailMessage] = {}
+
+
+def mails_to(outbox: Path, email: str) -> list[EmailMessage]:
+    """The messages the outbox mailer wrote for ``email``, oldest first."""
+    found = []
+    for path in sorted(outbox.glob("*.eml")):
+        msg = _MAILS.get(path)
+        if msg is None:
+            parsed = BytesParser(policy=default_policy).parsebytes(path.read_bytes())
+            assert isinstance(parsed, EmailMessage)
+            msg = _MAILS[path] = parsed
+        if msg["To"] == email:
+            found.append(msg)
+    return found
+
+
+def token_in(msg: EmailMessage, prefix: str) -> str:
+    """The one-time token (``ivt_``, ``ev_``, ``pr_``) in a message's link."""
+    body = msg.get_body(("plain",))
+    assert body is not None
+    match = re.search(rf"[?&]token=({prefix}[A-Za-z0-9]+)", body.get_content())
+    assert match, body.get_content()
+    return match.group(1)
+
+
+def last_token(client: TestClient, email: str, prefix: str) -> str:
+    """The token of the newest mail to ``email`` (after the background sender is done)."""
+    rt: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    rt.postman.drain()
+    found = mails_to(rt.settings.data_dir / "outbox", email)
+    assert found, f"no mail to {email}"
+    return token_in(found[-1], prefix)
+
+
 def add_member(client: TestClient, tenant: Tenant, role: str) -> Tenant:
+    """Invite a new e-mail with ``role`` and accept with the token from the mail."""
     email = unique_email(role)
     response = client.post(
-        "/v1/members",
-        json={"email": email, "role": role, "password": PASSWORD},
-        headers=tenant.headers,
+        "/v1/invitations", json={"email": email, "role": role}, headers=tenant.headers
     )
     assert response.status_code == 201, response.text
-    login = client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert login.status_code == 200, login.text
-    tokens = login.json()
+    token = last_token(client, email, "ivt_")
+    accepted = client.post("/v1/invitations/accept", json={"token": token, "password": PASSWORD})
+    assert accepted.status_code == 200, accepted.text
+    body = accepted.json()
     return Tenant(
-        tenant.org_id, response.json()["id"], email, PASSWORD,
-        tokens["access_token"], tokens["refresh_token"],
+        tenant.org_id, body["user"]["id"], email, PASSWORD,
+        body["access_token"], body["refresh_token"],
     )  # fmt: skip
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on a free local port that keeps what it receives."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[EmailMessage] = []
+        self._lock = threading.Lock()
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                parsed = BytesParser(policy=default_policy).parsebytes(envelope.content)
+                assert isinstance(parsed, EmailMessage)
+                with sink._lock:
+                    sink.messages.append(parsed)
+                return "250 Message accepted for delivery"
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+        self.url = f"smtp://127.0.0.1:{port}"
+
+    def wait_for(self, to: str, count: int = 1, timeout: float = 10) -> list[EmailMessage]:
+        """The messages to ``to`` once there are ``count`` of them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                found = [m for m in self.messages if m["To"] == to]
+            if len(found) >= count or time.monotonic() > deadline:
+                assert len(found) >= count, f"{len(found)} mails to {to}, wanted {count}"
+                return found
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.controller.start()
+    try:
+        yield sink
+    finally:
+        sink.controller.stop()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from kassa.clocks import api as clocks_api
 from kassa.core.http import RequestContextMiddleware, TransactionMiddleware, install_error_handlers
 from kassa.customers import api as customers_api
 from kassa.identity import api as identity_api
+from kassa.identity import invitations_api
 from kassa.invoicing import api as invoicing_api
 from kassa.ledger import api as ledger_api
 from kassa.metering import api as metering_api
@@ -81,6 +82,8 @@ def create_app(rt: Runtime, *, run_worker: bool = False) -> FastAPI:
         system_api.router,
         identity_api.public,
         identity_api.router,
+        invitations_api.public,
+        invitations_api.router,
         orgs_api.router,
         customers_api.router,
         catalog_api.router,

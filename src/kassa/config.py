@@ -51,6 +51,19 @@ class Settings(BaseSettings):
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
     purge_cron: str = "*/10 * * * *"
     forwarded_allow_ips: str = "127.0.0.1"
+    smtp_url: SecretStr | None = Field(
+        default=None,
+        description="smtp://user:pass@host:587?starttls=true or smtps://…; empty: data_dir/outbox",
+    )
+    mail_from: str = Field(default="Kassa <kassa@localhost>", max_length=320)
+    public_url: str = Field(
+        default="http://localhost:8000",
+        description="Base URL of links in e-mails (invitations, verification, password reset)",
+    )
+    invitation_ttl_hours: int = Field(default=72, ge=1, le=24 * 30)
+    email_verification_ttl_hours: int = Field(default=72, ge=1, le=24 * 30)
+    password_reset_ttl_minutes: int = Field(default=60, ge=5, le=24 * 60)
+    mail_per_address_limit: str = "5/hour"
 
     @property
     def documents_path(self) -> Path:

@@ -10,8 +10,10 @@ from kassa.config import Settings
 from kassa.core.clock import Clock, SystemClock
 from kassa.core.ratelimit import RateLimiter
 from kassa.db.engine import Database, resolve_urls
+from kassa.identity.revocations import SessionRevocations
 from kassa.identity.service import AuthPolicy
 from kassa.identity.tokens import KeyRing
+from kassa.integrations.email import Postman, build_mailer
 
 
 @dataclass
@@ -22,6 +24,8 @@ class Runtime:
     keyring: KeyRing
     limiter: RateLimiter
     policy: AuthPolicy
+    postman: Postman
+    revocations: SessionRevocations
     extras: dict[str, object] = field(default_factory=dict)
 
     @classmethod
@@ -38,9 +42,14 @@ class Runtime:
             max_failures=settings.login_max_failures,
             lockout=timedelta(seconds=settings.login_lockout_seconds),
         )
-        return cls(settings, db, clock, keyring, RateLimiter(settings.redis_url), policy)
+        smtp_url = settings.smtp_url.get_secret_value() if settings.smtp_url else None
+        postman = Postman(build_mailer(smtp_url, settings.mail_from, settings.data_dir))
+        revocations = SessionRevocations(access_ttl, settings.redis_url)
+        limiter = RateLimiter(settings.redis_url)
+        return cls(settings, db, clock, keyring, limiter, policy, postman, revocations)
 
     def close(self) -> None:
+        self.postman.close()
         self.db.dispose()
 
 

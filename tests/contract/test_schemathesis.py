@@ -60,7 +60,7 @@ from schemathesis.specs.openapi.checks import (
 
 from kassa.app import create_app
 from kassa.runtime import Runtime
-from tests.conftest import PASSWORD, Tenant, api_key, signup, unique_email
+from tests.conftest import PASSWORD, Tenant, add_member, api_key, signup
 
 Case = schemathesis.Case[Any]  # generic over the operation type
 
@@ -153,13 +153,7 @@ def _substitute(case: Case, target: str, client: TestClient, tenant: Tenant) -> 
         if target == "self":
             value = tenant.user_id
         else:
-            member = client.post(
-                "/v1/members",
-                json={"email": unique_email("member"), "role": "admin"},
-                headers=tenant.headers,
-            )
-            assert member.status_code == 201, member.text
-            value = member.json()["id"]
+            value = add_member(client, tenant, "admin").user_id
         case.path_parameters["user_id"] = value
     elif path.endswith("{key_id}"):
         case.path_parameters["key_id"] = api_key(client, tenant)["id"]

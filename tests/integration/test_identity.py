@@ -118,28 +118,33 @@ def test_signup_validation_names_fields(client: TestClient) -> None:
     assert weak.json()["code"] == "weak_password"
 
 
-def test_existing_user_signs_up_a_second_org_and_must_choose_at_login(client: TestClient) -> None:
+def test_existing_user_creates_a_second_org_and_must_choose_at_login(client: TestClient) -> None:
     first = signup(client)
-    second = signup(client, name="Second Org", email=first.email)
-    assert second.user_id == first.user_id and second.org_id != first.org_id
+    created = client.post("/v1/orgs", json={"org_name": "Second Org"}, headers=first.headers)
+    assert created.status_code == 201, created.text
+    second = created.json()
+    assert second["user"]["id"] == first.user_id and second["org"]["id"] != first.org_id
+    second_org = second["org"]["id"]
+    me = client.get("/v1/me", headers={"Authorization": f"Bearer {second['access_token']}"})
+    assert me.json()["org"]["id"] == second_org and me.json()["role"] == "owner"
     ambiguous = client.post("/v1/auth/login", json={"email": first.email, "password": PASSWORD})
     assert ambiguous.status_code == 422
     assert ambiguous.json()["code"] == "org_required"
-    assert set(ambiguous.json()["orgs"]) == {first.org_id, second.org_id}
+    assert set(ambiguous.json()["orgs"]) == {first.org_id, second_org}
     chosen = client.post(
-        "/v1/auth/login", json={"email": first.email, "password": PASSWORD, "org": second.org_id}
+        "/v1/auth/login", json={"email": first.email, "password": PASSWORD, "org": second_org}
     )
     assert chosen.status_code == 200
     me = client.get("/v1/me", headers={"Authorization": f"Bearer {chosen.json()['access_token']}"})
-    assert me.json()["org"]["id"] == second.org_id
+    assert me.json()["org"]["id"] == second_org
 
 
 def test_viewer_cannot_create_members_or_keys(client: TestClient, tenant: Tenant) -> None:
     viewer = add_member(client, tenant, "viewer")
     members_before = client.get("/v1/members", headers=tenant.headers).json()["data"]
     response = client.post(
-        "/v1/members",
-        json={"email": unique_email(), "role": "staff", "password": PASSWORD},
+        "/v1/invitations",
+        json={"email": unique_email(), "role": "staff"},
         headers=viewer.headers,
     )
     assert response.status_code == 403
@@ -156,9 +161,7 @@ def test_viewer_cannot_create_members_or_keys(client: TestClient, tenant: Tenant
 def test_admin_cannot_grant_or_touch_owners(client: TestClient, tenant: Tenant) -> None:
     admin = add_member(client, tenant, "admin")
     grant = client.post(
-        "/v1/members",
-        json={"email": unique_email(), "role": "owner", "password": PASSWORD},
-        headers=admin.headers,
+        "/v1/invitations", json={"email": unique_email(), "role": "owner"}, headers=admin.headers
     )
     assert grant.status_code == 403
     demote = client.patch(

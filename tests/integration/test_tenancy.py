@@ -10,7 +10,14 @@ from kassa.db.models import metadata
 from kassa.runtime import Runtime
 from tests.conftest import Tenant, add_member, api_key
 
-PLATFORM_TABLES = {"organizations", "users", "refresh_tokens", "signing_keys", "alembic_version"}
+PLATFORM_TABLES = {
+    "organizations",
+    "users",
+    "refresh_tokens",
+    "signing_keys",
+    "user_tokens",
+    "alembic_version",
+}
 
 
 def _raw_select(rt: Runtime, table: str, org_id: str | None) -> list[str]:

@@ -6,6 +6,11 @@ leaves neither or both. A repeat while the first runs cannot take the lock → 4
 ``idempotency_key_in_use``; a repeat after it committed replays the stored response; the
 same key with a different request → 422 ``idempotency_key_reused``. Failed (non-2xx)
 requests store nothing, so a client may fix its request and retry with the same key.
+
+The key is claimed only after the caller was authenticated *and authorized* for the route,
+and a stored response belongs to the principal (member user id or API key id) that made
+the request: anyone else presenting the same key gets 409 ``idempotency_key_in_use`` and
+never the stored body (which may hold a secret, such as a new API key).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ class IdempotencyRecord(TenantOwned, Base):
 
     key: Mapped[str] = mapped_column(String(MAX_KEY_LENGTH), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
+    principal: Mapped[str | None] = mapped_column(String(40))
     status: Mapped[int] = mapped_column(SmallInteger)
     headers: Mapped[dict[str, str]] = mapped_column(JSONB)
     body: Mapped[bytes] = mapped_column(LargeBinary)
@@ -41,6 +47,11 @@ class IdempotencyRecord(TenantOwned, Base):
 class KeyInUse(Conflict):
     code = "idempotency_key_in_use"
     title = "A request with this Idempotency-Key is still being processed"
+
+
+class KeyOfAnotherPrincipal(Conflict):
+    code = "idempotency_key_in_use"
+    title = "This Idempotency-Key was used by another member or API key"
 
 
 class KeyReused(ValidationFailed):
@@ -71,6 +82,7 @@ class PendingKey:
     org_id: str
     key: str
     fingerprint: str
+    principal: str
 
 
 def fingerprint(method: str, path: str, body: bytes) -> str:
@@ -80,8 +92,11 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
     return digest.hexdigest()
 
 
-def claim(session: Session, org_id: str, key: str, print_: str, now: datetime) -> PendingKey:
-    """Take the key for this transaction, or raise Replay / KeyInUse / KeyReused."""
+def claim(
+    session: Session, org_id: str, principal: str, key: str, print_: str, now: datetime
+) -> PendingKey:
+    """Take the key for this transaction, or raise Replay / KeyInUse / KeyReused.
+    ``principal`` is the authorized caller's id; only they get a stored response back."""
     if not key or len(key) > MAX_KEY_LENGTH:
         raise field_error("Idempotency-Key", f"must be 1 to {MAX_KEY_LENGTH} characters")
     locked = session.execute(
@@ -98,13 +113,15 @@ def claim(session: Session, org_id: str, key: str, print_: str, now: datetime) -
         )
     ).one_or_none()
     if row is not None:
+        if row.principal != principal:
+            raise KeyOfAnotherPrincipal(detail="Use a key of your own for your requests.")
         if row.fingerprint != print_:
             raise KeyReused(
                 detail="Use a new key for a different request.",
                 errors=[],
             )
         raise Replay(StoredResponse(row.status, dict(row.headers), bytes(row.body)))
-    return PendingKey(org_id, key, print_)
+    return PendingKey(org_id, key, print_, principal)
 
 
 def store(
@@ -115,6 +132,7 @@ def store(
         "org_id": pending.org_id,
         "key": pending.key,
         "fingerprint": pending.fingerprint,
+        "principal": pending.principal,
         "status": response.status,
         "headers": {k: v for k, v in response.headers.items() if k in REPLAYED_HEADERS},
         "body": response.body,

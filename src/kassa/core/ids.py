@@ -17,7 +17,7 @@ import time
 PREFIXES = frozenset(
     {
         "org", "usr", "key", "cus", "plan", "mtr", "sub", "evt", "inv", "il", "cn", "pay", "pm",
-        "cs", "re", "whe", "wh", "tc", "ltx", "la", "cpn", "rt", "rtf", "mp", "mr",
+        "cs", "re", "whe", "wh", "tc", "ltx", "la", "cpn", "rt", "rtf", "mp", "mr", "ivt", "utk",
     }
 )  # fmt: skip
 

@@ -31,6 +31,11 @@ def set_api_key_hash(session: Session, key_hash: str) -> None:
     session.execute(_SET, {"name": "app.api_key_hash", "value": key_hash})
 
 
+def set_invitation_token_hash(session: Session, token_hash: str) -> None:
+    """Let the transaction find the one invitation whose token hash was presented."""
+    session.execute(_SET, {"name": "app.invitation_token_hash", "value": token_hash})
+
+
 ORG_MATCH = "org_id = current_setting('app.org_id', true)"
 
 

@@ -1,18 +1,29 @@
-"""Routes: /v1/auth/*, /.well-known/jwks.json, /v1/me, /v1/members, /v1/api_keys."""
+"""Routes: /v1/auth/*, /.well-known/jwks.json, /v1/me, /v1/orgs, /v1/members, /v1/api_keys.
+(Invitations: kassa.identity.invitations_api.)"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from kassa.core.context import Principal, Role
 from kassa.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from kassa.core.schemas import problem_responses
-from kassa.identity import members, schemas, service
-from kassa.identity.auth import client_ip, db, idempotent, public_rate_limit, require, runtime
+from kassa.identity import accounts, members, schemas, service
+from kassa.identity.auth import (
+    client_ip,
+    db,
+    idempotent,
+    mail_context,
+    public_rate_limit,
+    require,
+    runtime,
+)
 from kassa.identity.errors import InvalidCredentials, SignupDisabled
+from kassa.identity.mails import MailContext
 from kassa.identity.models import ApiKey, Membership, User
 from kassa.orgs import service as orgs
 from kassa.runtime import Runtime
@@ -27,7 +38,13 @@ MANAGERS = require(Role.OWNER, Role.ADMIN, api_keys=False)
 
 
 def _user(user: User) -> schemas.User:
-    return schemas.User(id=user.id, email=user.email, name=user.name, created_at=user.created_at)
+    return schemas.User(
+        id=user.id,
+        email=user.email,
+        name=user.name,
+        created_at=user.created_at,
+        email_verified_at=user.email_verified_at,
+    )
 
 
 def _member(membership: Membership, user: User) -> schemas.Member:
@@ -52,22 +69,58 @@ def _key(key: ApiKey) -> dict[str, Any]:
     }
 
 
+SIGNUP_PENDING = (
+    "If this address can be used, we have sent it an e-mail: follow it to continue. "
+    "An address that already has an account gets no new organization: log in and "
+    "use POST /v1/orgs."
+)
+
+
 @public.post(
     "/v1/auth/signup",
     status_code=201,
     response_model=schemas.SignupOut,
-    responses=problem_responses(401, 403, 422, 429),
+    responses={
+        202: {
+            "model": schemas.CheckYourEmail,
+            "description": "The e-mail already has an account: nothing was created, the "
+            "address was mailed (the password is not checked; counts as a failed login).",
+        },
+        **problem_responses(401, 403, 422, 429),
+    },
 )
 def signup(
-    body: schemas.SignupIn, session: Session = Depends(db), rt: Runtime = Depends(runtime)
-) -> schemas.SignupOut:
+    body: schemas.SignupIn,
+    request: Request,
+    session: Session = Depends(db),
+    rt: Runtime = Depends(runtime),
+    mail: MailContext = Depends(mail_context),
+) -> Any:
     if not rt.settings.signup_enabled:
         raise SignupDisabled()
-    org, user, issued = service.signup(
-        session, rt.keyring, rt.policy, rt.clock,
-        org_name=body.org_name, email=body.email, password=body.password, name=body.name,
-        country=body.country, currency=body.currency, timezone=body.timezone,
-    )  # fmt: skip
+    ip = client_ip(request)
+    spec = rt.settings.login_ip_max_failures
+    rt.limiter.check(spec, "login-failures", ip, code="too_many_failed_logins")
+    created = service.signup(
+        session,
+        rt.keyring,
+        rt.policy,
+        rt.clock,
+        mail,
+        org_name=body.org_name,
+        email=body.email,
+        password=body.password,
+        name=body.name,
+        country=body.country,
+        currency=body.currency,
+        timezone=body.timezone,
+    )
+    if created is None:
+        rt.limiter.record(spec, "login-failures", ip)
+        return JSONResponse(
+            schemas.CheckYourEmail(detail=SIGNUP_PENDING).model_dump(), status_code=202
+        )
+    org, user, issued = created
     return schemas.SignupOut(
         org=orgs.to_schema(org),
         user=_user(user),
@@ -75,6 +128,50 @@ def signup(
         refresh_token=issued.refresh_token,
         expires_in=issued.expires_in,
     )
+
+
+@public.post(
+    "/v1/auth/verify_email",
+    response_model=schemas.User,
+    responses=problem_responses(422, 429),
+)
+def verify_email(
+    body: schemas.TokenIn, session: Session = Depends(db), rt: Runtime = Depends(runtime)
+) -> schemas.User:
+    """Mark the address verified with the token from the verification e-mail."""
+    return _user(accounts.verify_email(session, rt.clock, body.token))
+
+
+FORGOT_ACCEPTED = (
+    "If an account uses this address, a link to reset its password is on its way. "
+    "It works once and expires."
+)
+
+
+@public.post(
+    "/v1/auth/forgot_password",
+    status_code=202,
+    response_model=schemas.CheckYourEmail,
+    responses=problem_responses(422, 429),
+)
+def forgot_password(
+    body: schemas.ForgotPasswordIn,
+    session: Session = Depends(db),
+    rt: Runtime = Depends(runtime),
+    mail: MailContext = Depends(mail_context),
+) -> schemas.CheckYourEmail:
+    """Always 202 with the same body, whether or not the account exists."""
+    accounts.forgot_password(session, rt.clock, mail, body.email)
+    return schemas.CheckYourEmail(detail=FORGOT_ACCEPTED)
+
+
+@public.post("/v1/auth/reset_password", status_code=204, responses=problem_responses(422, 429))
+def reset_password(
+    body: schemas.ResetPasswordIn, session: Session = Depends(db), rt: Runtime = Depends(runtime)
+) -> Response:
+    """Set a new password with the reset token; every session of the account ends."""
+    accounts.reset_password(session, rt.clock, rt.revocations, body.token, body.password)
+    return Response(status_code=204)
 
 
 @public.post(
@@ -112,7 +209,9 @@ def login(
 def refresh(
     body: schemas.RefreshIn, session: Session = Depends(db), rt: Runtime = Depends(runtime)
 ) -> schemas.TokenPair:
-    issued = service.refresh(session, rt.keyring, rt.policy, rt.clock, body.refresh_token)
+    issued = service.refresh(
+        session, rt.keyring, rt.policy, rt.clock, rt.revocations, body.refresh_token
+    )
     return schemas.TokenPair(
         access_token=issued.access_token,
         refresh_token=issued.refresh_token,
@@ -124,7 +223,7 @@ def refresh(
 def logout(
     body: schemas.RefreshIn, session: Session = Depends(db), rt: Runtime = Depends(runtime)
 ) -> Response:
-    service.logout(session, rt.clock, body.refresh_token)
+    service.logout(session, rt.clock, rt.revocations, body.refresh_token)
     return Response(status_code=204)
 
 
@@ -146,18 +245,52 @@ def me(who: Principal = Depends(require()), session: Session = Depends(db)) -> s
     )
 
 
-@router.post("/v1/members", status_code=201, response_model=schemas.Member)
-def create_member(
-    body: schemas.MemberIn,
-    who: Principal = Depends(MANAGERS),
+@router.post(
+    "/v1/auth/resend_verification",
+    status_code=202,
+    response_model=schemas.CheckYourEmail,
+    tags=["auth"],
+)
+def resend_verification(
+    who: Principal = Depends(require(api_keys=False)),
     session: Session = Depends(db),
     rt: Runtime = Depends(runtime),
-) -> schemas.Member:
-    membership, user = members.create_member(
-        session, who, email=body.email, role=body.role, name=body.name,
-        password=body.password, now=rt.clock.now(),
-    )  # fmt: skip
-    return _member(membership, user)
+    mail: MailContext = Depends(mail_context),
+) -> schemas.CheckYourEmail:
+    """Mail the logged-in user a new verification link (nothing if already verified)."""
+    assert who.user_id is not None
+    sent = accounts.resend_verification(session, rt.clock, mail, who.user_id)
+    return schemas.CheckYourEmail(
+        detail="A new verification link is on its way." if sent else "Already verified."
+    )
+
+
+@router.post("/v1/orgs", status_code=201, response_model=schemas.SignupOut, tags=["organization"])
+def create_org(
+    body: schemas.OrgIn,
+    who: Principal = Depends(require(api_keys=False)),
+    session: Session = Depends(db),
+    rt: Runtime = Depends(runtime),
+) -> schemas.SignupOut:
+    """Create another organization owned by the logged-in member; returns tokens for it."""
+    org, user, issued = service.create_org_for_user(
+        session,
+        rt.keyring,
+        rt.policy,
+        rt.clock,
+        who,
+        org_name=body.org_name,
+        country=body.country,
+        currency=body.currency,
+        timezone=body.timezone,
+    )
+    return schemas.SignupOut(
+        org=orgs.to_schema(org),
+        user=_user(user),
+        access_token=issued.access_token,
+        refresh_token=issued.refresh_token,
+        expires_in=issued.expires_in,
+    )
 
 
 @router.get("/v1/members", response_model=Page[schemas.Member])

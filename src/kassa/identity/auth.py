@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import structlog
 from fastapi import Depends, Request
@@ -12,10 +13,11 @@ from starlette.concurrency import run_in_threadpool
 
 from kassa.core import idempotency
 from kassa.core.context import Principal, Role
-from kassa.core.errors import Unauthorized
+from kassa.core.errors import RateLimited, Unauthorized
 from kassa.core.http import UnitOfWork
 from kassa.identity import service
 from kassa.identity.errors import InsufficientRole
+from kassa.identity.mails import MailContext
 from kassa.runtime import Runtime
 
 _bearer = HTTPBearer(auto_error=False, description="A member's access token or an API key")
@@ -56,7 +58,8 @@ def principal(
 ) -> Principal:
     if credentials is None or not credentials.credentials:
         raise Unauthorized(detail="Send `Authorization: Bearer <access token or API key>`.")
-    who = service.authenticate(session, rt.keyring, rt.clock, credentials.credentials)
+    token = credentials.credentials
+    who = service.authenticate(session, rt.keyring, rt.clock, rt.revocations, token)
     rt.limiter.hit(rt.settings.rate_limit_api, "api", who.org_id, who.actor_id)
     return who
 
@@ -66,7 +69,12 @@ def require(*roles: Role, api_keys: bool = True) -> Callable[..., Awaitable[Prin
     and, unless ``api_keys=False``, organization API keys."""
     allowed = frozenset(roles) or frozenset(Role)
 
-    async def check(who: Principal = Depends(principal)) -> Principal:
+    async def check(
+        request: Request,
+        who: Principal = Depends(principal),
+        unit: UnitOfWork = Depends(uow),
+        rt: Runtime = Depends(runtime),
+    ) -> Principal:
         # Bound here, in the request's task, so the request log line and everything the
         # endpoint logs (in its worker thread, which copies this context) carry them.
         structlog.contextvars.bind_contextvars(
@@ -76,25 +84,57 @@ def require(*roles: Role, api_keys: bool = True) -> Callable[..., Awaitable[Prin
             raise InsufficientRole(detail="API keys cannot do this; log in as a member.")
         if not who.is_api_key and who.role not in allowed:
             raise InsufficientRole(detail=f"Requires role {' or '.join(sorted(allowed))}.")
+        await _claim_idempotency_key(request, who, unit, rt)
         return who
 
     return check
 
 
-async def idempotent(
-    request: Request,
-    who: Principal = Depends(principal),
-    unit: UnitOfWork = Depends(uow),
-    rt: Runtime = Depends(runtime),
-) -> None:
-    """Honour ``Idempotency-Key`` on a POST (see kassa.core.idempotency)."""
+_IDEMPOTENCY = "kassa_idempotency_request"
+
+
+async def idempotent(request: Request, who: Principal = Depends(principal)) -> None:
+    """Honour ``Idempotency-Key`` on a POST (see kassa.core.idempotency): note the key and
+    the request's fingerprint here; the key is claimed (and a stored response replayed)
+    only once the route's role check passed, by ``require``."""
     key = request.headers.get("idempotency-key")
     if key is None or request.method != "POST":
         return
     body = await request.body()
     print_ = idempotency.fingerprint(request.method, request.url.path, body)
+    setattr(request.state, _IDEMPOTENCY, (key, print_))
+
+
+async def _claim_idempotency_key(
+    request: Request, who: Principal, unit: UnitOfWork, rt: Runtime
+) -> None:
+    noted: tuple[str, str] | None = getattr(request.state, _IDEMPOTENCY, None)
+    if noted is None or unit.pending_key is not None:
+        return
+    setattr(request.state, _IDEMPOTENCY, None)
+    key, print_ = noted
     unit.pending_key = await run_in_threadpool(
-        idempotency.claim, unit.get(), who.org_id, key, print_, rt.clock.now()
+        idempotency.claim, unit.get(), who.org_id, who.actor_id, key, print_, rt.clock.now()
+    )
+
+
+async def mail_context(rt: Runtime = Depends(runtime)) -> MailContext:
+    s = rt.settings
+
+    def may_mail(address: str) -> bool:
+        try:
+            rt.limiter.hit(s.mail_per_address_limit, "mail", service.normalize_email(address))
+        except RateLimited:
+            return False
+        return True
+
+    return MailContext(
+        postman=rt.postman,
+        public_url=s.public_url,
+        invitation_ttl=timedelta(hours=s.invitation_ttl_hours),
+        verification_ttl=timedelta(hours=s.email_verification_ttl_hours),
+        reset_ttl=timedelta(minutes=s.password_reset_ttl_minutes),
+        may_mail=may_mail,
     )
 
 

@@ -71,3 +71,28 @@ class OrgRequired(KassaError):
     status = 422
     code = "org_required"
     title = "You belong to several organizations; say which one"
+
+
+class InvitationNotFound(NotFound):
+    code = "invitation_not_found"
+    title = "No such invitation"
+
+
+class InvitationPending(Conflict):
+    code = "invitation_pending"
+    title = "That e-mail already has a pending invitation"
+
+
+class InvitationNotPending(Conflict):
+    code = "invitation_not_pending"
+    title = "The invitation is no longer pending"
+
+
+class LoginRequired(Unauthorized):
+    code = "login_required"
+    title = "This e-mail has an account: log in as it to accept"
+
+
+class InvitationForAnotherAccount(Forbidden):
+    code = "invitation_for_another_account"
+    title = "This invitation is addressed to another account"

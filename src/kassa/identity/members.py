@@ -14,14 +14,12 @@ from kassa.core.ids import looks_like_id, new_id
 from kassa.core.pagination import paginate
 from kassa.identity import rules
 from kassa.identity.errors import (
-    AlreadyMember,
     ApiKeyNotFound,
     InsufficientRole,
     LastOwner,
     MemberNotFound,
 )
 from kassa.identity.models import ApiKey, Membership, User
-from kassa.identity.service import add_membership, check_password, create_user, find_user
 from kassa.identity.tokens import random_token, sha256_hex
 from kassa.orgs import service as orgs
 
@@ -33,26 +31,6 @@ def _require_manager(principal: Principal) -> None:
         raise InsufficientRole(
             detail="Only owners and admins (logged in, not API keys) may do this."
         )
-
-
-def create_member(
-    session: Session, principal: Principal, *, email: str, role: Role, name: str | None,
-    password: str | None, now: datetime,
-) -> MemberRow:  # fmt: skip
-    """Add a user (created if new) to the org. Without a password a new user cannot log in
-    until one is set (the invitation flow arrives with notifications)."""
-    _require_manager(principal)
-    if not rules.can_grant(principal.role, role):
-        raise InsufficientRole(detail=f"An {principal.role} cannot grant the role {role}.")
-    user = find_user(session, email)
-    if user is None:
-        if password is not None:
-            check_password(password, email)
-        user = create_user(session, email, password, name, now)
-    elif _membership(session, principal.org_id, user.id) is not None:
-        raise AlreadyMember()
-    membership = add_membership(session, principal.org_id, user.id, role, now)
-    return membership, user
 
 
 def _membership(session: Session, org_id: str, user_id: str) -> Membership | None:

@@ -49,11 +49,87 @@ class User(BaseModel):
     email: str
     name: str | None
     created_at: datetime
+    email_verified_at: datetime | None = Field(
+        default=None,
+        description="When the user proved they receive mail at `email` (verification link, "
+        "invitation or password reset); null until then. Unverified users can use Kassa.",
+    )
 
 
 class SignupOut(TokenPair):
     org: Org
     user: User
+
+
+class CheckYourEmail(BaseModel):
+    """The answer that says nothing about whether an account exists."""
+
+    status: Literal["check_your_email"] = "check_your_email"
+    detail: str
+
+
+class OrgIn(Strict):
+    org_name: str = Field(min_length=1, max_length=200)
+    country: str | None = None
+    currency: str | None = None
+    timezone: str | None = None
+
+    _country = field_validator("country")(check_country)
+    _currency = field_validator("currency")(check_currency)
+    _timezone = field_validator("timezone")(check_timezone)
+
+
+class TokenIn(Strict):
+    token: str = Field(min_length=1, max_length=200)
+
+
+class ForgotPasswordIn(Strict):
+    email: EmailStr
+
+
+class ResetPasswordIn(Strict):
+    token: str = Field(min_length=1, max_length=200)
+    password: Password = Field(min_length=1, max_length=1024)
+
+
+class InvitationIn(Strict):
+    email: EmailStr
+    role: Role
+    name: str | None = Field(default=None, max_length=200)
+
+
+class Invitation(BaseModel):
+    id: str
+    object: Literal["invitation"] = "invitation"
+    email: str
+    role: Role
+    name: str | None
+    status: Literal["pending", "accepted", "revoked", "expired"]
+    invited_by: str | None = Field(description="User id of the member who invited")
+    created_at: datetime
+    sent_at: datetime = Field(description="When the current token was mailed")
+    expires_at: datetime
+    accepted_at: datetime | None
+    accepted_by: str | None
+    revoked_at: datetime | None
+
+
+class AcceptInvitationIn(Strict):
+    token: str = Field(min_length=1, max_length=200)
+    password: Password | None = Field(
+        default=None,
+        max_length=1024,
+        description="Required when the e-mail has no account yet: your new password",
+    )
+    name: str | None = Field(default=None, max_length=200)
+
+
+class InvitationAccepted(TokenPair):
+    """Tokens for the organization just joined."""
+
+    org: Org
+    user: User
+    role: Role
 
 
 class ApiKeyRef(BaseModel):
@@ -67,13 +143,6 @@ class Me(BaseModel):
     org: Org
     role: Role
     api_key: ApiKeyRef | None = None
-
-
-class MemberIn(Strict):
-    email: EmailStr
-    role: Role
-    name: str | None = Field(default=None, max_length=200)
-    password: str | None = Field(default=None, max_length=1024)
 
 
 class MemberPatch(Strict):

@@ -16,9 +16,10 @@ from kassa.core.context import Principal, Role
 from kassa.core.errors import field_error
 from kassa.core.ids import new_id
 from kassa.db import rls
-from kassa.identity import rules
+from kassa.identity import mails, onetime, rules
 from kassa.identity.errors import (
     AccountLocked,
+    InsufficientRole,
     InvalidApiKey,
     InvalidCredentials,
     InvalidToken,
@@ -26,8 +27,10 @@ from kassa.identity.errors import (
     OrgRequired,
     RefreshTokenReused,
 )
+from kassa.identity.mails import MailContext
 from kassa.identity.models import ApiKey, Membership, RefreshToken, User
 from kassa.identity.passwords import hash_password, needs_rehash, verify_password
+from kassa.identity.revocations import SessionRevocations
 from kassa.identity.tokens import KeyRing, random_token, sha256_hex
 from kassa.orgs import service as orgs
 from kassa.orgs.models import Organization
@@ -101,11 +104,12 @@ def issue_tokens(
 ) -> Issued:  # fmt: skip
     """A new access token and a refresh token in ``family_id`` (a new family by default)."""
     refresh = random_token(REFRESH_PREFIX, 48)
+    family_id = family_id or new_id("rtf")
     session.add(
         RefreshToken(
             id=new_id("rt"),
             token_hash=sha256_hex(refresh),
-            family_id=family_id or new_id("rtf"),
+            family_id=family_id,
             user_id=user_id,
             org_id=org_id,
             created_at=now,
@@ -113,23 +117,66 @@ def issue_tokens(
         )
     )
     session.flush()
-    access = keyring.issue_access_token(session, user_id, org_id)
+    access = keyring.issue_access_token(session, user_id, org_id, family_id)
     return Issued(access, refresh, int(policy.access_ttl.total_seconds()))
 
 
 def signup(
-    session: Session, keyring: KeyRing, policy: AuthPolicy, clock: Clock, *,
-    org_name: str, email: str, password: str, name: str | None = None,
-    country: str | None = None, currency: str | None = None, timezone: str | None = None,
-) -> tuple[Organization, User, Issued]:  # fmt: skip
-    """Create an organization with its owner. An existing user proves their password."""
+    session: Session,
+    keyring: KeyRing,
+    policy: AuthPolicy,
+    clock: Clock,
+    mail: MailContext,
+    *,
+    org_name: str,
+    email: str,
+    password: str,
+    name: str | None = None,
+    country: str | None = None,
+    currency: str | None = None,
+    timezone: str | None = None,
+) -> tuple[Organization, User, Issued] | None:
+    """Create an organization with its owner, a new user, and mail them a verification link.
+
+    An e-mail that already has an account gets no new organization and its password is not
+    checked (signup is no password oracle): the account's owner is mailed instead (how to
+    log in, create another organization, or reset the password), and None is returned."""
     now = clock.now()
     user = find_user(session, email, lock=True)
-    if user is None:
-        check_password(password, email)
-        user = create_user(session, email, password, name, now)
-    elif not verify_password(user.password_hash, password):
-        raise InvalidCredentials(detail="That e-mail has an account; give its password.")
+    if user is not None:
+        verify_password(None, password)  # the cost of the other branch's hashing
+        if mail.may_mail(user.email):
+            mail.postman.send_after_commit(session, mails.signup_existing(mail, user.email))
+        return None
+    check_password(password, email)
+    user = create_user(session, email, password, name, now)
+    org = orgs.create_org(
+        session, name=org_name, now=now, country=country, currency=currency, timezone=timezone
+    )
+    add_membership(session, org.id, user.id, Role.OWNER, now)
+    onetime.send_verification(session, mail, user, now)
+    return org, user, issue_tokens(session, keyring, policy, user.id, org.id, now)
+
+
+def create_org_for_user(
+    session: Session,
+    keyring: KeyRing,
+    policy: AuthPolicy,
+    clock: Clock,
+    principal: Principal,
+    *,
+    org_name: str,
+    country: str | None,
+    currency: str | None,
+    timezone: str | None,
+) -> tuple[Organization, User, Issued]:
+    """A logged-in member creates another organization, of which they become the owner
+    (what signup did for existing e-mails, now behind authentication)."""
+    if principal.user_id is None:
+        raise InsufficientRole(detail="API keys cannot create organizations; log in.")
+    now = clock.now()
+    user = session.get(User, principal.user_id)
+    assert user is not None
     org = orgs.create_org(
         session, name=org_name, now=now, country=country, currency=currency, timezone=timezone
     )
@@ -181,16 +228,40 @@ def login(
     return issue_tokens(session, keyring, policy, user.id, memberships[0].org_id, now)
 
 
-def _revoke_family(session: Session, family_id: str, now: datetime) -> None:
+def _revoke_family(
+    session: Session, revocations: SessionRevocations, family_id: str, now: datetime
+) -> None:
+    """End a session: its refresh tokens now, its access tokens once this commits."""
     session.execute(
         update(RefreshToken)
         .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=now)
     )
+    revocations.revoke_after_commit(session, [family_id], now)
+
+
+def revoke_user_sessions(
+    session: Session, revocations: SessionRevocations, user_id: str, now: datetime
+) -> int:
+    """End every session of a user (password reset); returns how many were live."""
+    families = session.scalars(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .returning(RefreshToken.family_id)
+    ).all()
+    live = set(families)
+    revocations.revoke_after_commit(session, live, now)
+    return len(live)
 
 
 def refresh(
-    session: Session, keyring: KeyRing, policy: AuthPolicy, clock: Clock, token: str
+    session: Session,
+    keyring: KeyRing,
+    policy: AuthPolicy,
+    clock: Clock,
+    revocations: SessionRevocations,
+    token: str,
 ) -> Issued:
     """Rotate: the presented token is spent and a new pair issued in the same family.
     Presenting a spent token again means it leaked: the whole family is revoked."""
@@ -201,29 +272,31 @@ def refresh(
     if row is None or row.revoked_at is not None or row.expires_at <= now:
         raise InvalidToken(detail="Refresh token is invalid, expired or revoked.")
     if row.rotated_at is not None:
-        _revoke_family(session, row.family_id, now)
+        _revoke_family(session, revocations, row.family_id, now)
         raise RefreshTokenReused()
     rls.set_user(session, row.user_id)
     membership = session.scalars(
         select(Membership).where(Membership.org_id == row.org_id, Membership.user_id == row.user_id)
     ).one_or_none()
     if membership is None:
-        _revoke_family(session, row.family_id, now)
+        _revoke_family(session, revocations, row.family_id, now)
         raise InvalidToken(detail="You are no longer a member of this organization.")
     row.rotated_at = now
     return issue_tokens(session, keyring, policy, row.user_id, row.org_id, now, row.family_id)
 
 
-def logout(session: Session, clock: Clock, token: str) -> None:
+def logout(session: Session, clock: Clock, revocations: SessionRevocations, token: str) -> None:
     """End the session the refresh token belongs to (unknown tokens are ignored)."""
     row = session.scalars(
         select(RefreshToken).where(RefreshToken.token_hash == sha256_hex(token))
     ).one_or_none()
     if row is not None:
-        _revoke_family(session, row.family_id, clock.now())
+        _revoke_family(session, revocations, row.family_id, clock.now())
 
 
-def authenticate(session: Session, keyring: KeyRing, clock: Clock, token: str) -> Principal:
+def authenticate(
+    session: Session, keyring: KeyRing, clock: Clock, revocations: SessionRevocations, token: str
+) -> Principal:
     """Resolve a bearer token (JWT or API key) and scope the transaction to its org."""
     now = clock.now()
     if token.startswith(API_KEY_PREFIXES):
@@ -248,6 +321,9 @@ def authenticate(session: Session, keyring: KeyRing, clock: Clock, token: str) -
 
     claims = keyring.verify_access_token(session, token)
     user_id, org_id = str(claims["sub"]), str(claims["org"])
+    sid = claims.get("sid")
+    if sid is not None and revocations.is_revoked(session, str(sid), now):
+        raise InvalidToken(detail="This session has ended (logout, password reset or reuse).")
     rls.set_user_and_org(session, user_id, org_id)
     membership = session.scalars(
         select(Membership).where(Membership.org_id == org_id, Membership.user_id == user_id)

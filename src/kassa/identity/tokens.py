@@ -131,7 +131,9 @@ class KeyRing:
             self._reload(session)
 
     # ---- tokens -----------------------------------------------------------------------
-    def issue_access_token(self, session: Session, user_id: str, org_id: str) -> str:
+    def issue_access_token(self, session: Session, user_id: str, org_id: str, sid: str) -> str:
+        """A signed access token; ``sid`` names the session (refresh-token family) it
+        belongs to, so ending the session ends the token too."""
         self._fresh(session)
         if self._active is None:
             self.ensure_active(session)
@@ -144,6 +146,7 @@ class KeyRing:
             "aud": AUDIENCE,
             "sub": user_id,
             "org": org_id,
+            "sid": sid,
             "iat": int(now.timestamp()),
             "exp": int((now + self.access_ttl).timestamp()),
             "jti": secrets.token_hex(16),

@@ -11,6 +11,7 @@ from sqlalchemy import select, text
 from kassa.core import idempotency
 from kassa.db.engine import Database
 from kassa.db.migrate import current_revision, head_revision
+from kassa.identity.onetime import purge_expired as purge_expired_user_tokens
 from kassa.identity.service import purge_expired_refresh_tokens
 from kassa.orgs.models import Organization
 
@@ -22,23 +23,31 @@ class PurgeResult:
     refresh_tokens: int
     idempotency_keys: int
     orgs: int
+    user_tokens: int = 0
 
 
 def purge_expired(db: Database, now: datetime) -> PurgeResult:
-    """Delete expired refresh tokens and idempotency records.
+    """Delete expired refresh tokens, one-time user tokens and idempotency records.
 
     Idempotency records are tenant-owned (RLS), so they are purged org by org, each in its
     own short transaction scoped to that org: no role ever needs to bypass RLS.
     """
     with db.transaction() as session:
         tokens = purge_expired_refresh_tokens(session, now)
+        user_tokens = purge_expired_user_tokens(session, now)
         org_ids = list(session.scalars(select(Organization.id).order_by(Organization.id)))
     keys = 0
     for org_id in org_ids:
         with db.transaction(org_id) as session:
             keys += idempotency.purge_expired(session, org_id, now)
-    result = PurgeResult(tokens, keys, len(org_ids))
-    log.info("purged_expired", refresh_tokens=tokens, idempotency_keys=keys, orgs=len(org_ids))
+    result = PurgeResult(tokens, keys, len(org_ids), user_tokens)
+    log.info(
+        "purged_expired",
+        refresh_tokens=tokens,
+        idempotency_keys=keys,
+        orgs=len(org_ids),
+        user_tokens=user_tokens,
+    )
     return result
 
 

@@ -1,0 +1,32 @@
+"""The message and the protocol every mail adapter implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import make_msgid
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Message:
+    """A plain-text e-mail to one recipient."""
+
+    to: str
+    subject: str
+    text: str
+
+    def to_email(self, sender: str) -> EmailMessage:
+        msg = EmailMessage()
+        msg["From"] = sender
+        msg["To"] = self.to
+        msg["Subject"] = self.subject
+        msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
+        msg.set_content(self.text)
+        return msg
+
+
+class Mailer(Protocol):
+    """Delivers one message now (blocking); raises on failure."""
+
+    def send(self, message: Message) -> None: ...

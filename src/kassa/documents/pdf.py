@@ -324,16 +324,25 @@ def _line(line: Line, fmt: _Formatter) -> str:
     tax = "—" if line.tax_category == "O" else fmt.rate(line.tax_rate)
     if line.tax_category not in ("S", "O"):
         tax = f"{tax} {line.tax_category}"
+    quantity = fmt.quantity(line.quantity)
+    if line.unit:
+        quantity = f"{quantity}\u00a0{line.unit}"
+    # a line priced as a whole (tiers, packages) has no one unit price: its pricing says how
+    price = "—" if line.base_quantity is not None else fmt.price(line.unit_amount)
+    description = escape(line.description)
+    if line.pricing:
+        description += f'<div class="pricing">{escape(line.pricing)}</div>'
     cells = [
-        ("", line.description),
-        ("period", fmt.period(line.period_start, line.period_end)),
-        ("num", fmt.quantity(line.quantity)),
-        ("num", fmt.price(line.unit_amount)),
-        ("num", tax),
-        ("num", fmt.money(line.amount)),
+        ("period", escape(fmt.period(line.period_start, line.period_end))),
+        ("num", escape(quantity)),
+        ("num", escape(price)),
+        ("num", escape(tax)),
+        ("num", escape(fmt.money(line.amount))),
     ]
     return (
-        "<tr>" + "".join(f'<td class="{css}">{escape(text)}</td>' for css, text in cells) + "</tr>"
+        f'<tr><td class="">{description}</td>'
+        + "".join(f'<td class="{css}">{text}</td>' for css, text in cells)
+        + "</tr>"
     )
 
 

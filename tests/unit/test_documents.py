@@ -19,7 +19,8 @@ from pypdf import PdfReader
 from kassa.core.money import to_major
 from kassa.documents.model import Document, Line, Party, TaxRow
 from kassa.documents.pdf import LABELS, render_html, render_pdf
-from kassa.documents.ubl import CAC, CBC, render_ubl
+from kassa.documents.ubl import CAC, CBC, NotIssuable, render_ubl
+from tests.einvoice import assert_valid_ubl, fatal
 
 UBL_XSD = Path(__file__).resolve().parent.parent / "data" / "ubl-2.1" / "maindoc"
 NS = {"cac": CAC, "cbc": CBC}
@@ -122,12 +123,12 @@ def schema(name: str) -> Any:
 
 
 def valid_ubl(doc: Document) -> Any:
-    """The rendered UBL, parsed, after checking it against the OASIS schema."""
+    """The rendered UBL, parsed, after checking it against the OASIS schema and the EN 16931
+    rules (``tests.einvoice``: no fatal assertion, and none of the warnings Kassa avoids)."""
     xml = render_ubl(doc)
     assert xml.startswith(b"<?xml version='1.0' encoding='UTF-8'?>")
-    tree = etree.fromstring(xml)
-    xsd = schema("Invoice" if doc.kind == "invoice" else "CreditNote")
-    assert xsd.validate(tree), xsd.error_log
+    tree, warnings = assert_valid_ubl(xml)
+    assert "UBL-CR-681" not in {w.id for w in warnings}
     return tree
 
 
@@ -354,7 +355,9 @@ def test_ubl_credit_note_is_valid() -> None:
         "INV-2026-0042"
     ]
     # A credit note's due date lives in PaymentMeans; without an account the instrument is "1".
-    assert texts(tree, "cac:PaymentMeans/cbc:*") == ["1", "2026-04-15", "Refunded to your card."]
+    assert texts(tree, "cac:PaymentMeans/cbc:*") == ["1", "2026-04-15"]
+    # free-text payment terms are EN 16931's BT-20, not PaymentMeans/InstructionNote
+    assert texts(tree, "cac:PaymentTerms/cbc:Note") == ["Refunded to your card."]
     assert texts(tree, "cac:CreditNoteLine/cbc:CreditedQuantity") == ["1", "950000", "1"]
     assert tree.xpath("cac:InvoiceLine", namespaces=NS) == []
     assert_en16931_sums(tree)
@@ -362,11 +365,7 @@ def test_ubl_credit_note_is_valid() -> None:
 
 @pytest.mark.parametrize(
     ("currency", "unit", "minor", "shown", "zero"),
-    [
-        ("jpy", "1200", 1_200, "1200", "0"),
-        ("bhd", "1.25", 1_250, "1.250", "0.000"),
-        ("eur", "12.5", 1_250, "12.50", "0.00"),
-    ],
+    [("jpy", "1200", 1_200, "1200", "0"), ("eur", "12.5", 1_250, "12.50", "0.00")],
 )
 def test_ubl_amounts_use_the_currency_exponent(
     currency: str, unit: str, minor: int, shown: str, zero: str
@@ -383,6 +382,21 @@ def test_ubl_amounts_use_the_currency_exponent(
     assert texts(tree, "cac:InvoiceLine/cac:Price/cbc:PriceAmount") == [unit]
     assert texts(tree, "cac:TaxTotal/cbc:TaxAmount") == [zero]
     assert {e.get("currencyID") for e in tree.xpath("//*[@currencyID]")} == {currency.upper()}
+
+
+def test_ubl_refuses_a_three_decimal_currency() -> None:
+    # EN 16931 allows two decimals (BR-DEC-*, UBL-DT-01): 1.250 BHD is refused, not rounded.
+    doc = document(
+        [line(1_250, "Z", "0", unit_amount=Decimal("1.25"))],
+        [TaxRow(category="Z", rate=Decimal(0), taxable_amount=1_250, amount=0)],
+        currency="bhd",
+    )
+    with pytest.raises(NotIssuable) as refused:
+        render_ubl(doc)
+    assert [p.field for p in refused.value.problems] == ["currency"]
+    # what writing it anyway gave: fatal errors
+    forced = dataclasses.replace(doc, currency="eur")
+    assert fatal(render_ubl(forced)) == []
 
 
 def test_ubl_outside_scope_has_no_rate() -> None:

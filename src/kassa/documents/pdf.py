@@ -385,7 +385,8 @@ def _totals(doc: Document, fmt: _Formatter) -> str:
         rows.append(("", labels["credit_applied"], fmt.money(-doc.credit_applied)))
     if doc.amount_paid:
         rows.append(("", labels["amount_paid"], fmt.money(-doc.amount_paid)))
-    rows.append(("due", labels["amount_due"], fmt.money(doc.amount_due)))
+    if doc.kind == "invoice":  # a credit note's total is what it credits
+        rows.append(("due", labels["amount_due"], fmt.money(doc.amount_due)))
     return "\n".join(
         f'<tr class="{css}"><td>{escape(label)}</td><td class="num">{escape(value)}</td></tr>'
         for css, label, value in rows

@@ -129,21 +129,24 @@ def invoice_document(session: Session, invoice: Invoice) -> model.Document:
 def _line(
     invoice: Invoice, line: InvoiceLine, tz: ZoneInfo, usage: tuple[str | None, str | None] | None
 ) -> model.Line:
-    scale = Decimal(10) ** exponent(invoice.currency)
+    digits = exponent(invoice.currency)
     start, end = _span(line.period_start, line.period_end, tz)
     unit, pricing = usage or (None, None)
-    quantity, price, base = line.quantity, line.unit_amount, None
-    if price is None:
+    quantity, base = line.quantity, None
+    if line.unit_amount is not None:
+        price = line.unit_amount / Decimal(10) ** digits
+    else:
         # priced as a whole (tiers, packages, percentages): the quantity used stays, the price
         # is that of all of it (base quantity = quantity), or one unit at the amount
+        price = Decimal(line.amount).scaleb(-digits)
         if quantity:
-            price, base = Decimal(line.amount) * (1 if quantity > 0 else -1), abs(quantity)
+            price, base = price * (1 if quantity > 0 else -1), abs(quantity)
         else:
-            quantity, price = Decimal(1), Decimal(line.amount)
+            quantity = Decimal(1)
     return model.Line(
         description=line.description,
         quantity=quantity,
-        unit_amount=price / scale,
+        unit_amount=price,
         amount=line.amount,
         period_start=start,
         period_end=end,
@@ -270,7 +273,7 @@ def credit_note_document(session: Session, note: CreditNote) -> model.Document:
         tax_total=note.tax_total,
         total=note.total,
         amount_paid=0,
-        amount_due=0,
+        amount_due=note.total,  # what the buyer is credited (BT-115 of a credit note)
         notes=[n for n in [note.memo, *invoice.notes] if n],
         payment_instructions=None,
         buyer_reference=(invoice.buyer or {}).get("buyer_reference"),

@@ -54,13 +54,21 @@ def one_off(
     client: TestClient, tenant: Tenant, customer: str, *amounts: int, **body: Any
 ) -> dict[str, Any]:
     lines = [{"description": f"Item {i}", "unit_amount": a} for i, a in enumerate(amounts, 1)]
-    return create(client, tenant, "/v1/invoices",
-                  {"customer": customer, "lines": lines, "auto_finalize": True, **body})  # fmt: skip
+    return create(
+        client,
+        tenant,
+        "/v1/invoices",
+        {"customer": customer, "lines": lines, "auto_finalize": True, **body},
+    )
 
 
 def note(client: TestClient, tenant: Tenant, invoice: str, amount: int) -> dict[str, Any]:
-    return create(client, tenant, "/v1/credit_notes",
-                  {"invoice": invoice, "amount": amount, "reason": "order_change"})  # fmt: skip
+    return create(
+        client,
+        tenant,
+        "/v1/credit_notes",
+        {"invoice": invoice, "amount": amount, "reason": "order_change"},
+    )
 
 
 def pdf_text(client: TestClient, tenant: Tenant, path: str) -> str:
@@ -73,14 +81,28 @@ def pdf_text(client: TestClient, tenant: Tenant, path: str) -> str:
 @pytest.fixture(scope="module")
 def seller(client: TestClient) -> Tenant:
     tenant = signup(client, name="Netzwerk Strom GmbH")
-    ok(client.patch("/v1/org", headers=tenant.headers, json={
-        "country": "DE", "tax_ruleset": "eu_vat", "tax_id": "DE123456789",
-        "invoice_prefix": "NWS", "invoice_grace_seconds": 0,
-        "address": {"line1": "Hauptstr. 1", "city": "Berlin", "postal_code": "10115",
-                    "country": "DE"},
-        "payment_instructions": "Please quote the invoice number.",
-        "iban": "DE89 3704 0044 0532 0130 00", "bic": "cobadeffxxx",
-    }))  # fmt: skip
+    ok(
+        client.patch(
+            "/v1/org",
+            headers=tenant.headers,
+            json={
+                "country": "DE",
+                "tax_ruleset": "eu_vat",
+                "tax_id": "DE123456789",
+                "invoice_prefix": "NWS",
+                "invoice_grace_seconds": 0,
+                "address": {
+                    "line1": "Hauptstr. 1",
+                    "city": "Berlin",
+                    "postal_code": "10115",
+                    "country": "DE",
+                },
+                "payment_instructions": "Please quote the invoice number.",
+                "iban": "DE89 3704 0044 0532 0130 00",
+                "bic": "cobadeffxxx",
+            },
+        )
+    )
     return tenant
 
 
@@ -175,7 +197,10 @@ def test_issued_documents_do_not_change_after_payments_and_credit_notes(
     note(client, seller, first["id"], 3_000)
     invoice = one_off(client, seller, cid, 5_000)
     assert (invoice["total"], invoice["credit_applied"], invoice["amount_due"]) == (
-        5_950, 3_000, 2_950)  # fmt: skip
+        5_950,
+        3_000,
+        2_950,
+    )
     path = f"/v1/invoices/{invoice['id']}"
     before, tree = ubl(client, seller, path)
     totals = "cac:LegalMonetaryTotal/cbc:"
@@ -188,7 +213,10 @@ def test_issued_documents_do_not_change_after_payments_and_credit_notes(
     note(client, seller, invoice["id"], 500)
     settled = ok(client.get(path, headers=seller.headers))
     assert (settled["amount_paid"], settled["amount_credited"], settled["amount_due"]) == (
-        1_000, 500, 1_450)  # fmt: skip
+        1_000,
+        500,
+        1_450,
+    )
 
     after, _ = ubl(client, seller, path)
     assert after == before
@@ -207,8 +235,9 @@ def test_buyer_reference_is_bt10(client: TestClient, seller: Tenant) -> None:
 
 
 def test_org_bank_account_is_validated(client: TestClient, seller: Tenant) -> None:
-    bad = client.patch("/v1/org", json={"iban": "DE89 3704 0044 0532 0130 01"},
-                       headers=seller.headers)  # fmt: skip
+    bad = client.patch(
+        "/v1/org", json={"iban": "DE89 3704 0044 0532 0130 01"}, headers=seller.headers
+    )
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"] == "iban"
     bad = client.patch("/v1/org", json={"bic": "NOTABIC"}, headers=seller.headers)
@@ -221,27 +250,68 @@ def test_coupon_subscription_and_graduated_usage(client: TestClient, seller: Ten
     start = datetime(2026, 3, 1, tzinfo=UTC)
     clock = create(client, seller, "/v1/test_clocks", {"frozen_time": start.isoformat()})["id"]
     cid = customer(client, seller, "DE", test_clock=clock)
-    create(client, seller, "/v1/meters", {"event_name": f"kwh-{uuid.uuid4().hex[:6]}",
-           "name": "Energy", "aggregation": "sum", "value_property": "kwh", "unit": "kWh"})  # fmt: skip
+    create(
+        client,
+        seller,
+        "/v1/meters",
+        {
+            "event_name": f"kwh-{uuid.uuid4().hex[:6]}",
+            "name": "Energy",
+            "aggregation": "sum",
+            "value_property": "kwh",
+            "unit": "kWh",
+        },
+    )
     meter = client.get("/v1/meters", headers=seller.headers).json()["data"][0]
     code = f"SAVE{uuid.uuid4().hex[:6]}".upper()
-    create(client, seller, "/v1/coupons", {"code": code, "percent_off": "10",
-                                           "duration": "forever"})  # fmt: skip
-    plan = make_plan(client, seller, name="Flat", amount=2_000, charges=[
-        {"meter": meter["event_name"], "model": "graduated", "properties": {"tiers": [
-            {"up_to": 100, "unit_amount": "12.5"},
-            {"up_to": None, "unit_amount": "10", "flat_amount": 300},
-        ]}}])  # fmt: skip
-    sub = create(client, seller, "/v1/subscriptions",
-                 {"customer": cid, "plan": plan["id"], "coupon": code})  # fmt: skip
-    ok(client.post("/v1/events", headers=seller.headers, json={
-        "event_id": uuid.uuid4().hex, "customer": cid, "event_name": meter["event_name"],
-        "timestamp": (start + timedelta(days=3)).isoformat(), "properties": {"kwh": "101"},
-    }), 202)  # fmt: skip
-    ok(client.post(f"/v1/test_clocks/{clock}/advance", headers=seller.headers,
-                   json={"frozen_time": (start + timedelta(days=32)).isoformat()}))  # fmt: skip
-    page = ok(client.get("/v1/invoices", params={"subscription": sub["id"]},
-                         headers=seller.headers))  # fmt: skip
+    create(
+        client, seller, "/v1/coupons", {"code": code, "percent_off": "10", "duration": "forever"}
+    )
+    plan = make_plan(
+        client,
+        seller,
+        name="Flat",
+        amount=2_000,
+        charges=[
+            {
+                "meter": meter["event_name"],
+                "model": "graduated",
+                "properties": {
+                    "tiers": [
+                        {"up_to": 100, "unit_amount": "12.5"},
+                        {"up_to": None, "unit_amount": "10", "flat_amount": 300},
+                    ]
+                },
+            }
+        ],
+    )
+    sub = create(
+        client, seller, "/v1/subscriptions", {"customer": cid, "plan": plan["id"], "coupon": code}
+    )
+    ok(
+        client.post(
+            "/v1/events",
+            headers=seller.headers,
+            json={
+                "event_id": uuid.uuid4().hex,
+                "customer": cid,
+                "event_name": meter["event_name"],
+                "timestamp": (start + timedelta(days=3)).isoformat(),
+                "properties": {"kwh": "101"},
+            },
+        ),
+        202,
+    )
+    ok(
+        client.post(
+            f"/v1/test_clocks/{clock}/advance",
+            headers=seller.headers,
+            json={"frozen_time": (start + timedelta(days=32)).isoformat()},
+        )
+    )
+    page = ok(
+        client.get("/v1/invoices", params={"subscription": sub["id"]}, headers=seller.headers)
+    )
     invoices = sorted(page["data"], key=lambda i: i["issued_at"])
     assert [i["status"] for i in invoices] == ["open", "open"]
     for inv in invoices:
@@ -264,11 +334,22 @@ def test_coupon_subscription_and_graduated_usage(client: TestClient, seller: Ten
 
 def test_missing_seller_tax_id_and_buyer_address_answer_409(client: TestClient) -> None:
     tenant = signup(client, name="Kleinbetrieb")
-    ok(client.patch("/v1/org", json={"country": "DE", "tax_ruleset": "eu_vat"},
-                    headers=tenant.headers))  # fmt: skip
+    ok(
+        client.patch(
+            "/v1/org", json={"country": "DE", "tax_ruleset": "eu_vat"}, headers=tenant.headers
+        )
+    )
     cid = make_customer(client, tenant)["id"]  # no address: the org's country decides (S)
-    draft = create(client, tenant, "/v1/invoices", {"customer": cid, "auto_finalize": False,
-                   "lines": [{"description": "Work", "unit_amount": 1000}]})  # fmt: skip
+    draft = create(
+        client,
+        tenant,
+        "/v1/invoices",
+        {
+            "customer": cid,
+            "auto_finalize": False,
+            "lines": [{"description": "Work", "unit_amount": 1000}],
+        },
+    )
     assert draft["einvoice"]["issuable"] is False
     invoice = one_off(client, tenant, cid, 1_000)
     assert invoice["einvoice"]["issuable"] is False
@@ -289,9 +370,18 @@ def test_missing_seller_tax_id_and_buyer_address_answer_409(client: TestClient) 
 
 def test_three_decimal_currency_is_refused(client: TestClient) -> None:
     tenant = signup(client, name="Manama Trading WLL")
-    ok(client.patch("/v1/org", headers=tenant.headers, json={
-        "country": "BH", "currency": "bhd", "tax_id": "BH200000000000001",
-        "address": {"line1": "Road 1", "city": "Manama", "country": "BH"}}))  # fmt: skip
+    ok(
+        client.patch(
+            "/v1/org",
+            headers=tenant.headers,
+            json={
+                "country": "BH",
+                "currency": "bhd",
+                "tax_id": "BH200000000000001",
+                "address": {"line1": "Road 1", "city": "Manama", "country": "BH"},
+            },
+        )
+    )
     cid = customer(client, tenant, "BH", currency="bhd")
     invoice = one_off(client, tenant, cid, 12_345, currency="bhd")
     assert invoice["einvoice"]["issuable"] is False

@@ -260,6 +260,41 @@ def test_html_escapes_every_value_and_loads_nothing() -> None:
     assert not re.search(r"<[^>]*\b(src|href)=|url\(|@import", html)
 
 
+CJK = "東京電力株式会社 서울전력 北京电费"
+
+
+def _glyph_chars(pdf: bytes) -> tuple[set[str], set[str]]:
+    """(characters drawn with a real glyph, characters drawn with .notdef), from each
+    embedded font's ToUnicode map: glyph 0 is .notdef, the empty box."""
+    drawn: set[str] = set()
+    missing: set[str] = set()
+    for page in PdfReader(BytesIO(pdf)).pages:
+        for font in page["/Resources"]["/Font"].values():
+            font = font.get_object()
+            descendant = font["/DescendantFonts"][0].get_object()
+            descriptor = descendant["/FontDescriptor"].get_object()
+            assert {"/FontFile", "/FontFile2", "/FontFile3"} & set(descriptor), "not embedded"
+            cmap = font["/ToUnicode"].get_object().get_data().decode("latin-1")
+            for code, text in re.findall(r"<([0-9A-Fa-f]+)>\s*<([0-9A-Fa-f]+)>", cmap):
+                chars = bytes.fromhex(text).decode("utf-16-be")
+                (missing if int(code, 16) == 0 else drawn).update(chars)
+    return drawn, missing
+
+
+def test_cjk_text_prints_with_glyphs_not_empty_boxes() -> None:
+    buyer = Party(name="東京電力株式会社", address={"city": "東京都", "country": "JP"})
+    doc = dataclasses.replace(
+        standard_invoice(), buyer=buyer, notes=[CJK], locale="ja_JP", payment_instructions=CJK
+    )
+    pdf = render_pdf(doc)
+    text = " ".join(page.extract_text() for page in PdfReader(BytesIO(pdf)).pages)
+    assert "東京電力株式会社" in text and "서울전력" in text and "北京电费" in text
+    drawn, missing = _glyph_chars(pdf)
+    wanted = set(CJK.replace(" ", ""))
+    assert wanted <= drawn, sorted(wanted - drawn)
+    assert not wanted & missing
+
+
 def test_template_ships_as_package_data() -> None:
     assert files("kassa.documents").joinpath("templates", "invoice.html").is_file()
 

@@ -8,6 +8,7 @@ labels while numbers, dates and country names still follow the document's locale
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable, Mapping
 from datetime import date
@@ -15,6 +16,8 @@ from decimal import Decimal
 from functools import cache
 from html import escape
 from importlib.resources import files
+from io import BytesIO
+from pathlib import Path
 from string import Template
 
 from babel import Locale
@@ -188,9 +191,68 @@ def render_html(doc: Document) -> str:
 
 def render_pdf(doc: Document) -> bytes:
     """The document as an A4 PDF."""
-    from weasyprint import HTML  # imported on use: it takes a while and needs Pango
+    return html_to_pdf(render_html(doc))
 
-    pdf: bytes = HTML(string=render_html(doc)).write_pdf()
+
+# Fonts for the scripts DejaVu Sans lacks: Noto Sans CJK (SIL Open Font License 1.1) from the
+# ``cvttf-notosanscjk-regular`` dependency (one OpenType file covering Chinese, Japanese kana
+# and Korean Hangul). The template names the family after DejaVu Sans, so every character
+# DejaVu has keeps its look and the others fall back to it instead of printing empty boxes.
+CJK_FAMILY = "Kassa CJK"
+_CJK_PACKAGE = "cvttf_NotoSansCJK_Regular"
+_FIRST_CJK = 0x1100  # Hangul Jamo; everything below is Latin, Greek, Cyrillic, ... (DejaVu)
+
+
+@cache
+def font_files() -> dict[str, Path]:
+    """The font files Kassa brings along, by family (none when the package is missing)."""
+    try:
+        found = sorted(
+            Path(str(f)) for f in files(_CJK_PACKAGE).iterdir() if str(f).endswith(".otf")
+        )
+    except ModuleNotFoundError:
+        return {}
+    return {CJK_FAMILY: found[0]} if found else {}
+
+
+def _font_faces(html: str) -> str:
+    """``@font-face`` rules for the characters of ``html`` beyond DejaVu's scripts: the CJK
+    font cut down to exactly those characters, inline (a few KB). WeasyPrint would otherwise
+    subset the whole 65 000-glyph font itself, which takes ~10 s without HarfBuzz-Subset."""
+    path = font_files().get(CJK_FAMILY)
+    text = "".join(sorted({c for c in html if ord(c) >= _FIRST_CJK}))
+    if path is None or not text:
+        return ""
+    from fontTools import subset
+    from fontTools.ttLib import TTFont
+
+    options = subset.Options(
+        hinting=False, desubroutinize=True, layout_features=[], notdef_outline=True
+    )
+    options.drop_tables += ["GSUB", "GPOS", "BASE", "VORG", "SVG "]
+    font = TTFont(str(path), lazy=True)
+    subsetter = subset.Subsetter(options)
+    # with ASCII too: Pango may set the spaces and digits inside a CJK run in this font
+    subsetter.populate(text=text + "".join(map(chr, range(0x20, 0x7F))))
+    subsetter.subset(font)
+    data = BytesIO()
+    font.save(data)
+    source = base64.b64encode(data.getvalue()).decode("ascii")
+    return (
+        f'@font-face {{ font-family: "{CJK_FAMILY}"; src: url("data:font/otf;base64,{source}"); }}'
+    )
+
+
+def html_to_pdf(html: str) -> bytes:
+    """A self-contained HTML page as PDF, with Kassa's fonts available to it (from the
+    installed package's files, never from the network)."""
+    from weasyprint import CSS, HTML  # imported on use: it takes a while and needs Pango
+    from weasyprint.text.fonts import FontConfiguration
+
+    fonts = FontConfiguration()
+    faces = _font_faces(html)
+    sheets = [CSS(string=faces, font_config=fonts)] if faces else []
+    pdf: bytes = HTML(string=html).write_pdf(stylesheets=sheets, font_config=fonts)
     return pdf
 
 

@@ -230,8 +230,12 @@ def test_buyer_reference_is_bt10(client: TestClient, seller: Tenant) -> None:
     cid = customer(client, seller, "DE", buyer_reference="04011000-12345-34")
     got = ok(client.get(f"/v1/customers/{cid}", headers=seller.headers))
     assert got["buyer_reference"] == "04011000-12345-34"
-    _, tree = ubl(client, seller, f"/v1/invoices/{one_off(client, seller, cid, 100)['id']}")
+    inv = one_off(client, seller, cid, 100)
+    _, tree = ubl(client, seller, f"/v1/invoices/{inv['id']}")
     assert texts(tree, "cbc:BuyerReference") == ["04011000-12345-34"]
+    assert "Your reference 04011000-12345-34" in pdf_text(
+        client, seller, f"/v1/invoices/{inv['id']}"
+    )
 
 
 def test_org_bank_account_is_validated(client: TestClient, seller: Tenant) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import re
 from datetime import date
 from decimal import Decimal
@@ -477,3 +478,15 @@ def test_model_is_immutable() -> None:
     assert len(doc.lines) == 1
     with pytest.raises(dataclasses.FrozenInstanceError):
         doc.total = 0  # type: ignore[misc]
+
+
+def test_docs_sample_is_current_and_valid() -> None:
+    # docs/samples/invoice-sample.xml is what scripts/render_samples.py renders today
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("samples", root / "scripts/render_samples.py")
+    assert spec is not None and spec.loader is not None
+    samples = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(samples)
+    xml = (root / "docs/samples/invoice-sample.xml").read_bytes()
+    assert xml == render_ubl(samples.sample_invoice())
+    assert_valid_ubl(xml)

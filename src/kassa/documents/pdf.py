@@ -62,6 +62,8 @@ LABELS: dict[str, dict[str, str]] = {
         "notes": "Notes",
         "payment": "Payment",
         "account": "Account",
+        "bic": "BIC",
+        "buyer_reference": "Your reference",
         "S": "Standard rate",
         "Z": "Zero rated",
         "E": "Exempt",
@@ -106,6 +108,8 @@ LABELS: dict[str, dict[str, str]] = {
         "notes": "Hinweise",
         "payment": "Zahlung",
         "account": "Konto",
+        "bic": "BIC",
+        "buyer_reference": "Ihr Zeichen",
         "S": "Normalsatz",
         "Z": "Nullsatz",
         "E": "Steuerbefreit",
@@ -150,6 +154,8 @@ LABELS: dict[str, dict[str, str]] = {
         "notes": "Mentions",
         "payment": "Paiement",
         "account": "Compte",
+        "bic": "BIC",
+        "buyer_reference": "Votre référence",
         "S": "Taux normal",
         "Z": "Taux zéro",
         "E": "Exonéré",
@@ -363,6 +369,8 @@ def _meta(doc: Document, fmt: _Formatter) -> list[tuple[str, str]]:
     if doc.billing_reference:
         label = labels["credited_invoice" if doc.kind == "credit_note" else "reference"]
         rows.append((label, doc.billing_reference))
+    if doc.buyer_reference:
+        rows.append((labels["buyer_reference"], doc.buyer_reference))
     return rows
 
 
@@ -468,6 +476,8 @@ def _payment(doc: Document, labels: Mapping[str, str]) -> str:
         parts.append(f"<p>{escape(doc.payment_instructions)}</p>")
     if doc.payment_account:
         parts.append(f"<p>{escape(labels['account'])}: {escape(doc.payment_account)}</p>")
+        if doc.payment_bic:
+            parts.append(f"<p>{escape(labels['bic'])}: {escape(doc.payment_bic)}</p>")
     if not parts:
         return ""
     return f'<div class="payment"><h2>{escape(labels["payment"])}</h2>{"".join(parts)}</div>'

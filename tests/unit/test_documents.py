@@ -490,3 +490,64 @@ def test_docs_sample_is_current_and_valid() -> None:
     xml = (root / "docs/samples/invoice-sample.xml").read_bytes()
     assert xml == render_ubl(samples.sample_invoice())
     assert_valid_ubl(xml)
+
+
+def test_ubl_tax_ids_without_country_prefix_are_not_vat_ids() -> None:
+    # BR-CO-09: an Australian seller's ABN and a US buyer's EIN carry no ISO prefix
+    seller = dataclasses.replace(SELLER, tax_id="51 824 753 556")
+    buyer = Party(
+        name="Acme Inc.", address={"city": "Austin", "country": "US"}, tax_id="12-3456789"
+    )
+    doc = document(
+        [line(5_000, "S", "10")],
+        [TaxRow(category="S", rate=Decimal(10), taxable_amount=5_000, amount=500)],
+        seller=seller,
+        buyer=buyer,
+        currency="aud",
+    )
+    tree = valid_ubl(doc)
+    assert tree.xpath("//cac:PartyTaxScheme[cac:TaxScheme/cbc:ID='VAT']", namespaces=NS) == []
+    party = "cac:AccountingSupplierParty/cac:Party/"
+    assert texts(tree, party + "cac:PartyTaxScheme/cbc:CompanyID") == ["51824753556"]
+    assert texts(tree, party + "cac:PartyTaxScheme/cac:TaxScheme/cbc:ID") == ["TAX"]
+    assert texts(tree, party + "cac:PartyIdentification/cbc:ID") == ["51824753556"]
+    buyer_path = "cac:AccountingCustomerParty/cac:Party/cac:PartyLegalEntity/cbc:CompanyID"
+    assert texts(tree, buyer_path) == ["12-3456789"]
+
+
+def test_ubl_refuses_what_en16931_requires_and_names_it() -> None:
+    seller = dataclasses.replace(SELLER, tax_id=None)
+    buyer = Party(name="Walk-in", address={})
+    doc = document(
+        [line(1_000)],
+        [TaxRow(category="S", rate=Decimal(19), taxable_amount=1_000, amount=190)],
+        seller=seller,
+        buyer=buyer,
+    )
+    with pytest.raises(NotIssuable) as refused:
+        render_ubl(doc)
+    assert [(p.field, p.rule) for p in refused.value.problems] == [
+        ("seller.tax_id", "BR-S-02"),
+        ("buyer.address", "BR-10"),
+    ]
+
+
+def test_whole_priced_line_keeps_its_quantity() -> None:
+    usage = line(
+        1_560,
+        quantity=Decimal(101),
+        unit_amount=Decimal("15.60"),
+        base_quantity=Decimal(101),
+        unit="kWh",
+        description="Energy",
+        pricing="graduated: 100 × €0.125 + 1 × €0.10 + €3.00",
+    )
+    doc = document(
+        [usage], [TaxRow(category="S", rate=Decimal(19), taxable_amount=1_560, amount=296)]
+    )
+    tree = valid_ubl(doc)
+    assert texts(tree, "cac:InvoiceLine/cbc:InvoicedQuantity") == ["101"]
+    assert texts(tree, "cac:InvoiceLine/cac:Price/cbc:BaseQuantity") == ["101"]
+    assert texts(tree, "cac:InvoiceLine/cac:Item/cbc:Description") == [usage.pricing]
+    text = pdf_text(doc)
+    assert "101 kWh" in text and "graduated: 100 × €0.125 + 1 × €0.10 + €3.00" in text

@@ -33,6 +33,7 @@ router = APIRouter(
 
 
 def invoice_out(session: Session, invoice: Invoice) -> schemas.Invoice:
+    lines = service.lines_of(session, invoice)
     return schemas.Invoice(
         id=invoice.id, number=invoice.number, customer=invoice.customer_id,
         subscription=invoice.subscription_id, status=invoice.status,
@@ -46,7 +47,7 @@ def invoice_out(session: Session, invoice: Invoice) -> schemas.Invoice:
                 period_start=line.period_start, period_end=line.period_end,
                 event_ids=line.event_ids,
             )
-            for line in service.lines_of(session, invoice)
+            for line in lines
         ],
         subtotal=invoice.subtotal, discount=invoice.discount,
         tax=[schemas.TaxRow(**row) for row in invoice.tax], total=invoice.total,
@@ -58,12 +59,12 @@ def invoice_out(session: Session, invoice: Invoice) -> schemas.Invoice:
         finalized_at=invoice.finalized_at, due_at=invoice.due_at, paid_at=invoice.paid_at,
         voided_at=invoice.voided_at, marked_uncollectible_at=invoice.marked_uncollectible_at,
         notes=invoice.notes, metadata=invoice.metadata_, created_at=invoice.created_at,
-        einvoice=_einvoice(session, invoice),
+        einvoice=_einvoice(session, invoice, len(lines)),
     )  # fmt: skip
 
 
-def _einvoice(session: Session, invoice: Invoice) -> schemas.EInvoice:
-    errors = documents.einvoice_problems(session, invoice)
+def _einvoice(session: Session, invoice: Invoice, lines: int) -> schemas.EInvoice:
+    errors = documents.einvoice_problems(session, invoice, lines=lines)
     return schemas.EInvoice(
         issuable=not errors,
         missing=[e.field for e in errors if e.field != "currency" and e.field != "lines"],

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from kassa.catalog import meters, plans
 from kassa.core.errors import Conflict, FieldError, NotFound
 from kassa.core.money import exponent
 from kassa.documents import model
@@ -167,8 +168,6 @@ def _usage_pricing(
     usage = [line for line in lines if line.kind == "usage" and line.meter_id]
     if not usage:
         return {}
-    from kassa.catalog import meters
-
     units = {
         m.id: m.unit
         for m in meters.by_ids(
@@ -177,8 +176,6 @@ def _usage_pricing(
     }
     charges: dict[str, pricing_rules.Charge] = {}
     if invoice.plan_id is not None:
-        from kassa.catalog import plans
-
         try:
             plan = plans.resolve(session, invoice.org_id, invoice.plan_id)
             version = plans.version_of(session, plan, invoice.plan_version)
@@ -314,7 +311,9 @@ def _field(name: str) -> str:
     return f"{_OWNERS[head]}.{rest}" if head in _OWNERS and rest else name
 
 
-def einvoice_problems(session: Session, invoice: Invoice) -> list[FieldError]:
+def einvoice_problems(
+    session: Session, invoice: Invoice, *, lines: int | None = None
+) -> list[FieldError]:
     """What keeps the invoice from being issued as an EN 16931 e-invoice, by the field to
     fix (``org.tax_id``, ``customer.address``, ``currency``). A finalized invoice is judged
     as issued (its seller and buyer blocks); a draft by today's organization and customer."""
@@ -327,7 +326,7 @@ def einvoice_problems(session: Session, invoice: Invoice) -> list[FieldError]:
         seller = service.seller_of(orgs.load(session, invoice.org_id))
         buyer = service.buyer_of(customers.resolve(session, invoice.org_id, invoice.customer_id))
     categories = {invoice.tax_category} | {row["category"] for row in invoice.tax}
-    count = len(service.lines_of(session, invoice))
+    count = len(service.lines_of(session, invoice)) if lines is None else lines
     found = ubl_xml.problems(
         _party(seller), _party(buyer), invoice.currency, categories, lines=count
     )

@@ -188,7 +188,10 @@ def _usage_pricing(
         charge = charges.get(line.meter_id)
         text = None
         if charge is not None and line.adjustment_id is None:
-            text = describe(charge, line.quantity, invoice.currency, invoice.locale)
+            try:
+                text = describe(charge, line.quantity, invoice.currency, invoice.locale)
+            except (ArithmeticError, ValueError):  # a nicety for people: never a failure
+                text = None
         out[line.id] = (units.get(line.meter_id), text)
     return out
 

@@ -21,6 +21,8 @@ from kassa.core.money import to_major
 from kassa.documents.model import Document, Line, Party, TaxRow
 from kassa.documents.pdf import LABELS, render_html, render_pdf
 from kassa.documents.ubl import CAC, CBC, NotIssuable, render_ubl
+from kassa.invoicing.documents import describe
+from kassa.pricing.rules import parse_charge
 from tests.einvoice import assert_valid_ubl, fatal
 
 UBL_XSD = Path(__file__).resolve().parent.parent / "data" / "ubl-2.1" / "maindoc"
@@ -551,3 +553,33 @@ def test_whole_priced_line_keeps_its_quantity() -> None:
     assert texts(tree, "cac:InvoiceLine/cac:Item/cbc:Description") == [usage.pricing]
     text = pdf_text(doc)
     assert "101 kWh" in text and "graduated: 100 × €0.125 + 1 × €0.10 + €3.00" in text
+
+
+@pytest.mark.parametrize(
+    ("model", "properties", "units", "text"),
+    [
+        (
+            "volume",
+            {
+                "tiers": [
+                    {"up_to": 100, "unit_amount": "12.5"},
+                    {"up_to": None, "unit_amount": "10", "flat_amount": 300},
+                ]
+            },
+            "101",
+            "volume: 101 × €0.10 + €3.00",
+        ),
+        (
+            "package",
+            {"package_size": 10, "package_amount": 500, "free_units": 5},
+            "101",
+            "package: 10 × 10 at €5.00 (5 free)",
+        ),
+        ("per_unit", {"unit_amount": "2"}, "101", None),
+    ],
+)
+def test_usage_pricing_is_described_for_people(
+    model: str, properties: dict[str, Any], units: str, text: str | None
+) -> None:
+    charge = parse_charge("mtr_1", model, properties, None)
+    assert describe(charge, Decimal(units), "eur", "en") == text

@@ -224,7 +224,8 @@ def describe(
         text = f"{kind}: {' + '.join(parts)}" if parts else None
     elif isinstance(props, pricing_rules.Package):
         billable = max(quantity - props.free_units, Decimal(0))
-        packages = -(-billable // props.package_size)
+        packages, rest = divmod(billable, Decimal(props.package_size))
+        packages += 1 if rest else 0
         text = (
             f"package: {count(packages)} × {count(Decimal(props.package_size))} "
             f"at {price(Decimal(props.package_amount))}"

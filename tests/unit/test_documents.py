@@ -515,6 +515,8 @@ def test_ubl_tax_ids_without_country_prefix_are_not_vat_ids() -> None:
     assert texts(tree, party + "cac:PartyIdentification/cbc:ID") == ["51824753556"]
     buyer_path = "cac:AccountingCustomerParty/cac:Party/cac:PartyLegalEntity/cbc:CompanyID"
     assert texts(tree, buyer_path) == ["12-3456789"]
+    text = pdf_text(doc)
+    assert "Tax ID: 12-3456789" in text and "VAT ID: 12-3456789" not in text
 
 
 def test_ubl_refuses_what_en16931_requires_and_names_it() -> None:

@@ -26,6 +26,7 @@ from babel.numbers import format_currency, format_decimal, format_percent
 
 from kassa.core.money import to_major
 from kassa.documents.model import Document, Line, Party, TaxRow
+from kassa.documents.ubl import is_vat_id
 
 LABELS: dict[str, dict[str, str]] = {
     "en": {
@@ -34,6 +35,7 @@ LABELS: dict[str, dict[str, str]] = {
         "seller": "From",
         "buyer": "Bill to",
         "tax_id": "VAT ID",
+        "tax_number": "Tax ID",
         "email": "Email",
         "number": "Number",
         "issue_date": "Issue date",
@@ -80,6 +82,7 @@ LABELS: dict[str, dict[str, str]] = {
         "seller": "Von",
         "buyer": "Rechnungsempfänger",
         "tax_id": "USt-IdNr.",
+        "tax_number": "Steuernummer",
         "email": "E-Mail",
         "number": "Nummer",
         "issue_date": "Ausstellungsdatum",
@@ -126,6 +129,7 @@ LABELS: dict[str, dict[str, str]] = {
         "seller": "Émetteur",
         "buyer": "Facturé à",
         "tax_id": "N° de TVA",
+        "tax_number": "N° fiscal",
         "email": "E-mail",
         "number": "Numéro",
         "issue_date": "Date d’émission",
@@ -332,7 +336,9 @@ def _party(heading: str, party: Party, fmt: _Formatter) -> str:
     parts += [f"<p>{escape(line)}</p>" for line in _address(party.address, fmt)]
     extra = []
     if party.tax_id:
-        extra.append(f"<p>{escape(fmt.labels['tax_id'])}: {escape(party.tax_id)}</p>")
+        # a VAT id has a country prefix; anything else (an EIN, an ABN) is another tax number
+        label = fmt.labels["tax_id" if is_vat_id(party.tax_id) else "tax_number"]
+        extra.append(f"<p>{escape(label)}: {escape(party.tax_id)}</p>")
     if party.email:
         extra.append(f"<p>{escape(party.email)}</p>")
     if extra:

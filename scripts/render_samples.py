@@ -101,6 +101,8 @@ def sample_invoice() -> Document:
             "Rechnungsnummer RE-2026-0042 als Verwendungszweck an."
         ),
         payment_account="DE89 3704 0044 0532 0130 00",
+        payment_bic="COBADEFFXXX",
+        buyer_reference="PO-2026-0815",
         period_start=MARCH[0],
         period_end=MARCH[1],
     )

@@ -243,6 +243,9 @@ CASES: dict[tuple[str, str], ProbeFactory] = {
     ("GET", "/v1/credit_notes/{note_id}/pdf"): _object_probe(
         _credit_note, "GET", "/v1/credit_notes/{id}/pdf", check="/v1/credit_notes/{id}"
     ),
+    ("GET", "/v1/credit_notes/{note_id}/ubl"): _object_probe(
+        _credit_note, "GET", "/v1/credit_notes/{id}/ubl", check="/v1/credit_notes/{id}"
+    ),
     ("GET", "/v1/customers/{customer_id}/balance"): _object_probe(
         make_customer, "GET", CUS + "/balance"
     ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import re
 from datetime import date
 from decimal import Decimal
@@ -19,7 +20,10 @@ from pypdf import PdfReader
 from kassa.core.money import to_major
 from kassa.documents.model import Document, Line, Party, TaxRow
 from kassa.documents.pdf import LABELS, render_html, render_pdf
-from kassa.documents.ubl import CAC, CBC, render_ubl
+from kassa.documents.ubl import CAC, CBC, NotIssuable, render_ubl
+from kassa.invoicing.documents import describe
+from kassa.pricing.rules import parse_charge
+from tests.einvoice import assert_valid_ubl, fatal
 
 UBL_XSD = Path(__file__).resolve().parent.parent / "data" / "ubl-2.1" / "maindoc"
 NS = {"cac": CAC, "cbc": CBC}
@@ -122,12 +126,12 @@ def schema(name: str) -> Any:
 
 
 def valid_ubl(doc: Document) -> Any:
-    """The rendered UBL, parsed, after checking it against the OASIS schema."""
+    """The rendered UBL, parsed, after checking it against the OASIS schema and the EN 16931
+    rules (``tests.einvoice``: no fatal assertion, and none of the warnings Kassa avoids)."""
     xml = render_ubl(doc)
     assert xml.startswith(b"<?xml version='1.0' encoding='UTF-8'?>")
-    tree = etree.fromstring(xml)
-    xsd = schema("Invoice" if doc.kind == "invoice" else "CreditNote")
-    assert xsd.validate(tree), xsd.error_log
+    tree, warnings = assert_valid_ubl(xml)
+    assert "UBL-CR-681" not in {w.id for w in warnings}
     return tree
 
 
@@ -259,6 +263,41 @@ def test_html_escapes_every_value_and_loads_nothing() -> None:
     assert not re.search(r"<[^>]*\b(src|href)=|url\(|@import", html)
 
 
+CJK = "東京電力株式会社 서울전력 北京电费"
+
+
+def _glyph_chars(pdf: bytes) -> tuple[set[str], set[str]]:
+    """(characters drawn with a real glyph, characters drawn with .notdef), from each
+    embedded font's ToUnicode map: glyph 0 is .notdef, the empty box."""
+    drawn: set[str] = set()
+    missing: set[str] = set()
+    for page in PdfReader(BytesIO(pdf)).pages:
+        for font in page["/Resources"]["/Font"].values():
+            font = font.get_object()
+            descendant = font["/DescendantFonts"][0].get_object()
+            descriptor = descendant["/FontDescriptor"].get_object()
+            assert {"/FontFile", "/FontFile2", "/FontFile3"} & set(descriptor), "not embedded"
+            cmap = font["/ToUnicode"].get_object().get_data().decode("latin-1")
+            for code, text in re.findall(r"<([0-9A-Fa-f]+)>\s*<([0-9A-Fa-f]+)>", cmap):
+                chars = bytes.fromhex(text).decode("utf-16-be")
+                (missing if int(code, 16) == 0 else drawn).update(chars)
+    return drawn, missing
+
+
+def test_cjk_text_prints_with_glyphs_not_empty_boxes() -> None:
+    buyer = Party(name="東京電力株式会社", address={"city": "東京都", "country": "JP"})
+    doc = dataclasses.replace(
+        standard_invoice(), buyer=buyer, notes=[CJK], locale="ja_JP", payment_instructions=CJK
+    )
+    pdf = render_pdf(doc)
+    text = " ".join(page.extract_text() for page in PdfReader(BytesIO(pdf)).pages)
+    assert "東京電力株式会社" in text and "서울전력" in text and "北京电费" in text
+    drawn, missing = _glyph_chars(pdf)
+    wanted = set(CJK.replace(" ", ""))
+    assert wanted <= drawn, sorted(wanted - drawn)
+    assert not wanted & missing
+
+
 def test_template_ships_as_package_data() -> None:
     assert files("kassa.documents").joinpath("templates", "invoice.html").is_file()
 
@@ -354,7 +393,9 @@ def test_ubl_credit_note_is_valid() -> None:
         "INV-2026-0042"
     ]
     # A credit note's due date lives in PaymentMeans; without an account the instrument is "1".
-    assert texts(tree, "cac:PaymentMeans/cbc:*") == ["1", "2026-04-15", "Refunded to your card."]
+    assert texts(tree, "cac:PaymentMeans/cbc:*") == ["1", "2026-04-15"]
+    # free-text payment terms are EN 16931's BT-20, not PaymentMeans/InstructionNote
+    assert texts(tree, "cac:PaymentTerms/cbc:Note") == ["Refunded to your card."]
     assert texts(tree, "cac:CreditNoteLine/cbc:CreditedQuantity") == ["1", "950000", "1"]
     assert tree.xpath("cac:InvoiceLine", namespaces=NS) == []
     assert_en16931_sums(tree)
@@ -362,11 +403,7 @@ def test_ubl_credit_note_is_valid() -> None:
 
 @pytest.mark.parametrize(
     ("currency", "unit", "minor", "shown", "zero"),
-    [
-        ("jpy", "1200", 1_200, "1200", "0"),
-        ("bhd", "1.25", 1_250, "1.250", "0.000"),
-        ("eur", "12.5", 1_250, "12.50", "0.00"),
-    ],
+    [("jpy", "1200", 1_200, "1200", "0"), ("eur", "12.5", 1_250, "12.50", "0.00")],
 )
 def test_ubl_amounts_use_the_currency_exponent(
     currency: str, unit: str, minor: int, shown: str, zero: str
@@ -383,6 +420,21 @@ def test_ubl_amounts_use_the_currency_exponent(
     assert texts(tree, "cac:InvoiceLine/cac:Price/cbc:PriceAmount") == [unit]
     assert texts(tree, "cac:TaxTotal/cbc:TaxAmount") == [zero]
     assert {e.get("currencyID") for e in tree.xpath("//*[@currencyID]")} == {currency.upper()}
+
+
+def test_ubl_refuses_a_three_decimal_currency() -> None:
+    # EN 16931 allows two decimals (BR-DEC-*, UBL-DT-01): 1.250 BHD is refused, not rounded.
+    doc = document(
+        [line(1_250, "Z", "0", unit_amount=Decimal("1.25"))],
+        [TaxRow(category="Z", rate=Decimal(0), taxable_amount=1_250, amount=0)],
+        currency="bhd",
+    )
+    with pytest.raises(NotIssuable) as refused:
+        render_ubl(doc)
+    assert [p.field for p in refused.value.problems] == ["currency"]
+    # what writing it anyway gave: fatal errors
+    forced = dataclasses.replace(doc, currency="eur")
+    assert fatal(render_ubl(forced)) == []
 
 
 def test_ubl_outside_scope_has_no_rate() -> None:
@@ -428,3 +480,108 @@ def test_model_is_immutable() -> None:
     assert len(doc.lines) == 1
     with pytest.raises(dataclasses.FrozenInstanceError):
         doc.total = 0  # type: ignore[misc]
+
+
+def test_docs_sample_is_current_and_valid() -> None:
+    # docs/samples/invoice-sample.xml is what scripts/render_samples.py renders today
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("samples", root / "scripts/render_samples.py")
+    assert spec is not None and spec.loader is not None
+    samples = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(samples)
+    xml = (root / "docs/samples/invoice-sample.xml").read_bytes()
+    assert xml == render_ubl(samples.sample_invoice())
+    assert_valid_ubl(xml)
+
+
+def test_ubl_tax_ids_without_country_prefix_are_not_vat_ids() -> None:
+    # BR-CO-09: an Australian seller's ABN and a US buyer's EIN carry no ISO prefix
+    seller = dataclasses.replace(SELLER, tax_id="51 824 753 556")
+    buyer = Party(
+        name="Acme Inc.", address={"city": "Austin", "country": "US"}, tax_id="12-3456789"
+    )
+    doc = document(
+        [line(5_000, "S", "10")],
+        [TaxRow(category="S", rate=Decimal(10), taxable_amount=5_000, amount=500)],
+        seller=seller,
+        buyer=buyer,
+        currency="aud",
+    )
+    tree = valid_ubl(doc)
+    assert tree.xpath("//cac:PartyTaxScheme[cac:TaxScheme/cbc:ID='VAT']", namespaces=NS) == []
+    party = "cac:AccountingSupplierParty/cac:Party/"
+    assert texts(tree, party + "cac:PartyTaxScheme/cbc:CompanyID") == ["51824753556"]
+    assert texts(tree, party + "cac:PartyTaxScheme/cac:TaxScheme/cbc:ID") == ["TAX"]
+    assert texts(tree, party + "cac:PartyIdentification/cbc:ID") == ["51824753556"]
+    buyer_path = "cac:AccountingCustomerParty/cac:Party/cac:PartyLegalEntity/cbc:CompanyID"
+    assert texts(tree, buyer_path) == ["12-3456789"]
+    text = pdf_text(doc)
+    assert "Tax ID: 12-3456789" in text and "VAT ID: 12-3456789" not in text
+
+
+def test_ubl_refuses_what_en16931_requires_and_names_it() -> None:
+    seller = dataclasses.replace(SELLER, tax_id=None)
+    buyer = Party(name="Walk-in", address={})
+    doc = document(
+        [line(1_000)],
+        [TaxRow(category="S", rate=Decimal(19), taxable_amount=1_000, amount=190)],
+        seller=seller,
+        buyer=buyer,
+    )
+    with pytest.raises(NotIssuable) as refused:
+        render_ubl(doc)
+    assert [(p.field, p.rule) for p in refused.value.problems] == [
+        ("seller.tax_id", "BR-S-02"),
+        ("buyer.address", "BR-10"),
+    ]
+
+
+def test_whole_priced_line_keeps_its_quantity() -> None:
+    usage = line(
+        1_560,
+        quantity=Decimal(101),
+        unit_amount=Decimal("15.60"),
+        base_quantity=Decimal(101),
+        unit="kWh",
+        description="Energy",
+        pricing="graduated: 100 × €0.125 + 1 × €0.10 + €3.00",
+    )
+    doc = document(
+        [usage], [TaxRow(category="S", rate=Decimal(19), taxable_amount=1_560, amount=296)]
+    )
+    tree = valid_ubl(doc)
+    assert texts(tree, "cac:InvoiceLine/cbc:InvoicedQuantity") == ["101"]
+    assert texts(tree, "cac:InvoiceLine/cac:Price/cbc:BaseQuantity") == ["101"]
+    assert texts(tree, "cac:InvoiceLine/cac:Item/cbc:Description") == [usage.pricing]
+    text = pdf_text(doc)
+    assert "101 kWh" in text and "graduated: 100 × €0.125 + 1 × €0.10 + €3.00" in text
+
+
+@pytest.mark.parametrize(
+    ("model", "properties", "units", "text"),
+    [
+        (
+            "volume",
+            {
+                "tiers": [
+                    {"up_to": 100, "unit_amount": "12.5"},
+                    {"up_to": None, "unit_amount": "10", "flat_amount": 300},
+                ]
+            },
+            "101",
+            "volume: 101 × €0.10 + €3.00",
+        ),
+        (
+            "package",
+            {"package_size": 10, "package_amount": 500, "free_units": 5},
+            "101",
+            "package: 10 × 10 at €5.00 (5 free)",
+        ),
+        ("per_unit", {"unit_amount": "2"}, "101", None),
+    ],
+)
+def test_usage_pricing_is_described_for_people(
+    model: str, properties: dict[str, Any], units: str, text: str | None
+) -> None:
+    charge = parse_charge("mtr_1", model, properties, None)
+    assert describe(charge, Decimal(units), "eur", "en") == text

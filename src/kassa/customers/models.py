@@ -40,6 +40,7 @@ class Customer(TenantOwned, Base):
     tax_exempt: Mapped[bool] = mapped_column(default=False)
     tax_id: Mapped[str | None] = mapped_column(String(64))
     tax_kind: Mapped[str] = mapped_column(String(12), default="individual")
+    buyer_reference: Mapped[str | None] = mapped_column(String(200))  # EN 16931 BT-10
     test_clock_id: Mapped[str | None] = mapped_column(String(40))
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONB)
     created_at: Mapped[datetime]

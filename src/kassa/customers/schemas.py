@@ -25,6 +25,13 @@ class CustomerIn(Strict):
     locale: str | None = Field(default=None, pattern=r"^[a-z]{2,3}([_-][A-Za-z]{2,4})?$")
     address: Address | None = None
     tax: TaxInfo | None = None
+    buyer_reference: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="The buyer's reference for its invoices (EN 16931 BT-10, e.g. XRechnung's "
+        "Leitweg-ID); copied into each invoice at finalization",
+    )
     test_clock: str | None = Field(default=None, description="Test clock id (test mode only)")
     metadata: Metadata | None = None
 
@@ -42,6 +49,13 @@ class CustomerPatch(Strict):
     locale: str | None = Field(default=None, pattern=r"^[a-z]{2,3}([_-][A-Za-z]{2,4})?$")
     address: Address | None = None
     tax: TaxInfo | None = None
+    buyer_reference: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="The buyer's reference for its invoices (EN 16931 BT-10, e.g. XRechnung's "
+        "Leitweg-ID); copied into each invoice at finalization",
+    )
     metadata: Metadata | None = None
 
     _currency = field_validator("currency")(check_currency)
@@ -60,6 +74,7 @@ class Customer(BaseModel):
     locale: str | None
     address: dict[str, Any] | None
     tax: TaxInfo
+    buyer_reference: str | None = None
     test_clock: str | None
     metadata: dict[str, str]
     created_at: datetime

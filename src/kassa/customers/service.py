@@ -40,6 +40,7 @@ def to_schema(c: Customer) -> CustomerOut:
         locale=c.locale,
         address=c.address,
         tax=TaxInfo(exempt=c.tax_exempt, tax_id=c.tax_id, kind=c.tax_kind),
+        buyer_reference=c.buyer_reference,
         test_clock=c.test_clock_id,
         metadata=c.metadata_,
         created_at=c.created_at,

@@ -15,8 +15,14 @@ The totals must add up, or the constructor raises ``ValueError``:
 
 ``amount_due`` is what remains after ``amount_paid``, ``credit_applied`` and any other
 settlement (credit notes, write-offs) the caller knows of; it is rendered as given.
-``payment_account`` (an IBAN or account number) is optional: EN 16931 needs it for the UBL
-to name credit transfer as the payment means.
+``payment_account`` (an IBAN or account number, BT-84) and ``payment_bic`` (BT-86) are
+optional: EN 16931 needs the account for the UBL to name credit transfer as the payment means.
+``buyer_reference`` is EN 16931's BT-10 (XRechnung's Leitweg-ID goes there).
+
+A line priced as a whole (graduated, volume or package tiers) keeps the quantity used:
+``unit_amount`` is then the price of ``base_quantity`` units (its amount for all of them), so
+quantity × unit_amount / base_quantity = amount still holds; ``pricing`` says how it was priced
+and ``unit`` names what was counted ("kWh").
 """
 
 from __future__ import annotations
@@ -61,10 +67,17 @@ class Line:
     period_end: date | None = None  # inclusive
     tax_category: str  # EN 16931 / UNCL5305: S, Z, E, AE, K, G, O (L, M)
     tax_rate: Decimal  # percent: Decimal("19")
+    base_quantity: Decimal | None = None  # the unit price is for this many units (default 1)
+    unit: str | None = None  # what the quantity counts, for people: "kWh", "GB"
+    pricing: str | None = None  # how the amount was priced, for people: the tiers used
 
     def __post_init__(self) -> None:
         _check_decimal("quantity", self.quantity)
         _check_decimal("unit_amount", self.unit_amount)
+        if self.base_quantity is not None:
+            _check_decimal("base_quantity", self.base_quantity)
+            if self.base_quantity <= 0:
+                raise ValueError("base_quantity must be positive")
         _check_decimal("tax_rate", self.tax_rate)
         _check_category(self.tax_category)
         _check_period(self.period_start, self.period_end)
@@ -107,6 +120,8 @@ class Document:
     notes: Sequence[str] = ()  # printed as they are, e.g. the reverse-charge note
     payment_instructions: str | None = None
     payment_account: str | None = None  # IBAN or account number to pay to (EN 16931 BT-84)
+    payment_bic: str | None = None  # the account's BIC (EN 16931 BT-86)
+    buyer_reference: str | None = None  # EN 16931 BT-10 (e.g. XRechnung's Leitweg-ID)
     period_start: date | None = None
     period_end: date | None = None  # inclusive
     billing_reference: str | None = None  # credit note: the number of the invoice it credits

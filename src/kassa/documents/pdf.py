@@ -8,6 +8,7 @@ labels while numbers, dates and country names still follow the document's locale
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable, Mapping
 from datetime import date
@@ -15,6 +16,8 @@ from decimal import Decimal
 from functools import cache
 from html import escape
 from importlib.resources import files
+from io import BytesIO
+from pathlib import Path
 from string import Template
 
 from babel import Locale
@@ -23,6 +26,7 @@ from babel.numbers import format_currency, format_decimal, format_percent
 
 from kassa.core.money import to_major
 from kassa.documents.model import Document, Line, Party, TaxRow
+from kassa.documents.ubl import is_vat_id
 
 LABELS: dict[str, dict[str, str]] = {
     "en": {
@@ -31,6 +35,7 @@ LABELS: dict[str, dict[str, str]] = {
         "seller": "From",
         "buyer": "Bill to",
         "tax_id": "VAT ID",
+        "tax_number": "Tax ID",
         "email": "Email",
         "number": "Number",
         "issue_date": "Issue date",
@@ -59,6 +64,8 @@ LABELS: dict[str, dict[str, str]] = {
         "notes": "Notes",
         "payment": "Payment",
         "account": "Account",
+        "bic": "BIC",
+        "buyer_reference": "Your reference",
         "S": "Standard rate",
         "Z": "Zero rated",
         "E": "Exempt",
@@ -75,6 +82,7 @@ LABELS: dict[str, dict[str, str]] = {
         "seller": "Von",
         "buyer": "Rechnungsempfänger",
         "tax_id": "USt-IdNr.",
+        "tax_number": "Steuernummer",
         "email": "E-Mail",
         "number": "Nummer",
         "issue_date": "Ausstellungsdatum",
@@ -103,6 +111,8 @@ LABELS: dict[str, dict[str, str]] = {
         "notes": "Hinweise",
         "payment": "Zahlung",
         "account": "Konto",
+        "bic": "BIC",
+        "buyer_reference": "Ihr Zeichen",
         "S": "Normalsatz",
         "Z": "Nullsatz",
         "E": "Steuerbefreit",
@@ -119,6 +129,7 @@ LABELS: dict[str, dict[str, str]] = {
         "seller": "Émetteur",
         "buyer": "Facturé à",
         "tax_id": "N° de TVA",
+        "tax_number": "N° fiscal",
         "email": "E-mail",
         "number": "Numéro",
         "issue_date": "Date d’émission",
@@ -147,6 +158,8 @@ LABELS: dict[str, dict[str, str]] = {
         "notes": "Mentions",
         "payment": "Paiement",
         "account": "Compte",
+        "bic": "BIC",
+        "buyer_reference": "Votre référence",
         "S": "Taux normal",
         "Z": "Taux zéro",
         "E": "Exonéré",
@@ -188,9 +201,68 @@ def render_html(doc: Document) -> str:
 
 def render_pdf(doc: Document) -> bytes:
     """The document as an A4 PDF."""
-    from weasyprint import HTML  # imported on use: it takes a while and needs Pango
+    return html_to_pdf(render_html(doc))
 
-    pdf: bytes = HTML(string=render_html(doc)).write_pdf()
+
+# Fonts for the scripts DejaVu Sans lacks: Noto Sans CJK (SIL Open Font License 1.1) from the
+# ``cvttf-notosanscjk-regular`` dependency (one OpenType file covering Chinese, Japanese kana
+# and Korean Hangul). The template names the family after DejaVu Sans, so every character
+# DejaVu has keeps its look and the others fall back to it instead of printing empty boxes.
+CJK_FAMILY = "Kassa CJK"
+_CJK_PACKAGE = "cvttf_NotoSansCJK_Regular"
+_FIRST_CJK = 0x1100  # Hangul Jamo; everything below is Latin, Greek, Cyrillic, ... (DejaVu)
+
+
+@cache
+def font_files() -> dict[str, Path]:
+    """The font files Kassa brings along, by family (none when the package is missing)."""
+    try:
+        found = sorted(
+            Path(str(f)) for f in files(_CJK_PACKAGE).iterdir() if str(f).endswith(".otf")
+        )
+    except ModuleNotFoundError:
+        return {}
+    return {CJK_FAMILY: found[0]} if found else {}
+
+
+def _font_faces(html: str) -> str:
+    """``@font-face`` rules for the characters of ``html`` beyond DejaVu's scripts: the CJK
+    font cut down to exactly those characters, inline (a few KB). WeasyPrint would otherwise
+    subset the whole 65 000-glyph font itself, which takes ~10 s without HarfBuzz-Subset."""
+    path = font_files().get(CJK_FAMILY)
+    text = "".join(sorted({c for c in html if ord(c) >= _FIRST_CJK}))
+    if path is None or not text:
+        return ""
+    from fontTools import subset
+    from fontTools.ttLib import TTFont
+
+    options = subset.Options(
+        hinting=False, desubroutinize=True, layout_features=[], notdef_outline=True
+    )
+    options.drop_tables += ["GSUB", "GPOS", "BASE", "VORG", "SVG "]
+    font = TTFont(str(path), lazy=True)
+    subsetter = subset.Subsetter(options)
+    # with ASCII too: Pango may set the spaces and digits inside a CJK run in this font
+    subsetter.populate(text=text + "".join(map(chr, range(0x20, 0x7F))))
+    subsetter.subset(font)
+    data = BytesIO()
+    font.save(data)
+    source = base64.b64encode(data.getvalue()).decode("ascii")
+    return (
+        f'@font-face {{ font-family: "{CJK_FAMILY}"; src: url("data:font/otf;base64,{source}"); }}'
+    )
+
+
+def html_to_pdf(html: str) -> bytes:
+    """A self-contained HTML page as PDF, with Kassa's fonts available to it (from the
+    installed package's files, never from the network)."""
+    from weasyprint import CSS, HTML  # imported on use: it takes a while and needs Pango
+    from weasyprint.text.fonts import FontConfiguration
+
+    fonts = FontConfiguration()
+    faces = _font_faces(html)
+    sheets = [CSS(string=faces, font_config=fonts)] if faces else []
+    pdf: bytes = HTML(string=html).write_pdf(stylesheets=sheets, font_config=fonts)
     return pdf
 
 
@@ -264,7 +336,9 @@ def _party(heading: str, party: Party, fmt: _Formatter) -> str:
     parts += [f"<p>{escape(line)}</p>" for line in _address(party.address, fmt)]
     extra = []
     if party.tax_id:
-        extra.append(f"<p>{escape(fmt.labels['tax_id'])}: {escape(party.tax_id)}</p>")
+        # a VAT id has a country prefix; anything else (an EIN, an ABN) is another tax number
+        label = fmt.labels["tax_id" if is_vat_id(party.tax_id) else "tax_number"]
+        extra.append(f"<p>{escape(label)}: {escape(party.tax_id)}</p>")
     if party.email:
         extra.append(f"<p>{escape(party.email)}</p>")
     if extra:
@@ -301,6 +375,8 @@ def _meta(doc: Document, fmt: _Formatter) -> list[tuple[str, str]]:
     if doc.billing_reference:
         label = labels["credited_invoice" if doc.kind == "credit_note" else "reference"]
         rows.append((label, doc.billing_reference))
+    if doc.buyer_reference:
+        rows.append((labels["buyer_reference"], doc.buyer_reference))
     return rows
 
 
@@ -324,16 +400,25 @@ def _line(line: Line, fmt: _Formatter) -> str:
     tax = "—" if line.tax_category == "O" else fmt.rate(line.tax_rate)
     if line.tax_category not in ("S", "O"):
         tax = f"{tax} {line.tax_category}"
+    quantity = fmt.quantity(line.quantity)
+    if line.unit:
+        quantity = f"{quantity}\u00a0{line.unit}"
+    # a line priced as a whole (tiers, packages) has no one unit price: its pricing says how
+    price = "—" if line.base_quantity is not None else fmt.price(line.unit_amount)
+    description = escape(line.description)
+    if line.pricing:
+        description += f'<div class="pricing">{escape(line.pricing)}</div>'
     cells = [
-        ("", line.description),
-        ("period", fmt.period(line.period_start, line.period_end)),
-        ("num", fmt.quantity(line.quantity)),
-        ("num", fmt.price(line.unit_amount)),
-        ("num", tax),
-        ("num", fmt.money(line.amount)),
+        ("period", escape(fmt.period(line.period_start, line.period_end))),
+        ("num", escape(quantity)),
+        ("num", escape(price)),
+        ("num", escape(tax)),
+        ("num", escape(fmt.money(line.amount))),
     ]
     return (
-        "<tr>" + "".join(f'<td class="{css}">{escape(text)}</td>' for css, text in cells) + "</tr>"
+        f'<tr><td class="">{description}</td>'
+        + "".join(f'<td class="{css}">{text}</td>' for css, text in cells)
+        + "</tr>"
     )
 
 
@@ -376,7 +461,8 @@ def _totals(doc: Document, fmt: _Formatter) -> str:
         rows.append(("", labels["credit_applied"], fmt.money(-doc.credit_applied)))
     if doc.amount_paid:
         rows.append(("", labels["amount_paid"], fmt.money(-doc.amount_paid)))
-    rows.append(("due", labels["amount_due"], fmt.money(doc.amount_due)))
+    if doc.kind == "invoice":  # a credit note's total is what it credits
+        rows.append(("due", labels["amount_due"], fmt.money(doc.amount_due)))
     return "\n".join(
         f'<tr class="{css}"><td>{escape(label)}</td><td class="num">{escape(value)}</td></tr>'
         for css, label, value in rows
@@ -396,6 +482,8 @@ def _payment(doc: Document, labels: Mapping[str, str]) -> str:
         parts.append(f"<p>{escape(doc.payment_instructions)}</p>")
     if doc.payment_account:
         parts.append(f"<p>{escape(labels['account'])}: {escape(doc.payment_account)}</p>")
+        if doc.payment_bic:
+            parts.append(f"<p>{escape(labels['bic'])}: {escape(doc.payment_bic)}</p>")
     if not parts:
         return ""
     return f'<div class="payment"><h2>{escape(labels["payment"])}</h2>{"".join(parts)}</div>'

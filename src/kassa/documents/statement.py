@@ -16,7 +16,7 @@ Item = tuple[date, str, str, int, int, int]  # day, description, source id, debi
 
 _CSS = """
 @page { size: A4; margin: 18mm 16mm; }
-body { font-family: "DejaVu Sans", sans-serif; font-size: 9.5pt; color: #1d2330; }
+body { font-family: "DejaVu Sans", "Kassa CJK", sans-serif; font-size: 9.5pt; color: #1d2330; }
 h1 { font-size: 18pt; margin: 0 0 2mm; }
 .meta { color: #555; margin-bottom: 6mm; }
 table { width: 100%; border-collapse: collapse; }
@@ -63,6 +63,6 @@ def render_statement_html(
 
 
 def render_statement_pdf(**kwargs: object) -> bytes:
-    from weasyprint import HTML
+    from kassa.documents.pdf import html_to_pdf
 
-    return bytes(HTML(string=render_statement_html(**kwargs)).write_pdf())  # type: ignore[arg-type]
+    return html_to_pdf(render_statement_html(**kwargs))  # type: ignore[arg-type]

@@ -2,22 +2,32 @@
 
 Elements are written in the order of the OASIS UBL 2.1 schema sequences (an XSD validates
 order, not just presence). Amounts carry the currency's own number of decimals ("12.50" EUR,
-"1200" JPY, "1.250" BHD). A discount given as negative lines stays in the lines (EN 16931
-allows negative line amounts); a document-level discount becomes ``AllowanceCharge`` elements,
-one per tax category and rate, so that the EN 16931 sums (BR-CO-10 to BR-CO-16) hold.
+"1200" JPY); EN 16931 allows at most two (BR-DEC-*, UBL-DT-01), so a currency with three
+(BHD, KWD, ...) cannot be issued as an EN 16931 e-invoice: :func:`problems` says so and
+:func:`render_ubl` refuses. A discount given as negative lines stays in the lines (EN 16931
+allows negative line amounts); a document-level discount becomes ``AllowanceCharge``
+elements, one per tax category and rate, so that the EN 16931 sums (BR-CO-10 to BR-CO-16) hold.
+
+Identifiers of the parties (see ``docs/einvoicing.md``): a tax id with an ISO 3166-1 country
+prefix is a VAT identifier (BT-31 seller, BT-48 buyer), except on a document "not subject to
+VAT" (category O), which must carry none (BR-O-02). Any other tax id (a US EIN, an Australian
+ABN, or a VAT id on an O document) is written as the seller's tax registration identifier
+(BT-32) and seller identifier (BT-29, so BR-CO-26 holds), or as the buyer's legal registration
+identifier (BT-47): never as a VAT identifier without its country prefix (BR-CO-09).
 """
 
 from __future__ import annotations
 
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from lxml import etree
 
-from kassa.core.money import to_major
+from kassa.core.money import exponent, to_major
 from kassa.documents.model import Document, Line, Party, TaxRow
 
 INVOICE_NS = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
@@ -31,11 +41,27 @@ CREDIT_NOTE_TYPE_CODE = "381"  # UNCL1001 credit note
 UNIT_CODE = "C62"  # UN/ECE Rec. 20 "one": a plain count
 DISCOUNT_REASON_CODE = "95"  # UNCL5189 discount
 
-# UNCL4461 payment means. 30 and 58 require the payee's account (BR-61), so a document with
-# payment instructions but no ``payment_account`` says "instrument not defined".
+# UNCL4461 payment means. 30 and 58 require the payee's account (BR-61); a credit note whose
+# due date must be written (it lives in PaymentMeans) but with no account says "1".
 SEPA_CREDIT_TRANSFER = "58"
 CREDIT_TRANSFER = "30"
 INSTRUMENT_NOT_DEFINED = "1"
+TAX_REGISTRATION_SCHEME = "TAX"  # BT-32: a PartyTaxScheme that is not VAT
+MAX_DECIMALS = 2  # EN 16931 amounts (BR-DEC-*, UBL-DT-01)
+
+# The prefixes BR-CO-09 accepts on a VAT identifier: ISO 3166-1 alpha-2, plus "EL" (Greece),
+# "XI" (Northern Ireland) and "1A" (Kosovo), as listed in the rule itself (EN 16931 1.3.16).
+VAT_PREFIXES = frozenset(
+    """1A AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO
+    BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM
+    DO DZ EC EE EG EH EL ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS
+    GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP
+    KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS
+    MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS
+    PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC
+    TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS XI
+    YE YT ZA ZM ZW""".split()
+)
 
 # Categories that carry no VAT must say why (BR-AE-10, BR-E-10, BR-IC-10, BR-G-10, BR-O-10):
 # the VATEX code where one code fits the whole category, and a text.
@@ -52,14 +78,82 @@ _IBAN = re.compile(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}")
 _Element = Any  # lxml ships no type information
 
 
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Why a document cannot be issued as an EN 16931 e-invoice. ``field`` names the party
+    field (``seller.tax_id``, ``buyer.address``) or the document field (``currency``)."""
+
+    field: str
+    message: str
+    rule: str  # the EN 16931 rule it would break
+
+
+class NotIssuable(ValueError):
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
+
+
+def problems(
+    seller: Party, buyer: Party, currency: str, categories: set[str], *, lines: int
+) -> list[Problem]:
+    """What keeps a document of these parties, currency, tax categories and number of lines
+    from being a valid EN 16931 e-invoice (empty: it can be issued)."""
+    found = []
+    if exponent(currency) > MAX_DECIMALS:
+        found.append(
+            Problem(
+                "currency",
+                f"{currency.upper()} amounts have {exponent(currency)} decimals; "
+                f"EN 16931 allows at most {MAX_DECIMALS}",
+                "BR-DEC-09",
+            )
+        )
+    if lines == 0:
+        found.append(Problem("lines", "an e-invoice needs at least one line", "BR-16"))
+    if not seller.tax_id:
+        found.append(
+            Problem(
+                "seller.tax_id",
+                "the seller's VAT or tax registration identifier is required",
+                "BR-CO-26" if categories <= {"O"} else "BR-S-02",
+            )
+        )
+    if not seller.address.get("country"):
+        found.append(Problem("seller.address.country", "the seller's country is required", "BR-9"))
+    if not any(buyer.address.values()):
+        found.append(Problem("buyer.address", "the buyer's postal address is required", "BR-10"))
+    elif not buyer.address.get("country"):
+        found.append(Problem("buyer.address.country", "the buyer's country is required", "BR-11"))
+    if "AE" in categories and not buyer.tax_id:
+        found.append(
+            Problem(
+                "buyer.tax_id",
+                "a reverse-charge invoice needs the buyer's VAT identifier",
+                "BR-AE-02",
+            )
+        )
+    return found
+
+
+def is_vat_id(tax_id: str) -> bool:
+    """Whether ``tax_id`` can be written as a VAT identifier: it starts with a country prefix
+    (BR-CO-09) followed by at least two more characters."""
+    text = "".join(tax_id.split()).upper()
+    return len(text) >= 4 and text[:2] in VAT_PREFIXES
+
+
 def render_ubl(doc: Document) -> bytes:
     """The document as EN 16931 UBL 2.1 XML (UTF-8, with an XML declaration).
 
-    Raises ``ValueError`` for a document without lines: UBL 2.1 and EN 16931 (BR-16) require
-    at least one (the PDF renders without).
+    Raises :class:`NotIssuable` (a ``ValueError``) when :func:`problems` finds any: a document
+    without lines (UBL 2.1 and BR-16 require one; the PDF renders without), a currency with
+    more than two decimals, a party without what EN 16931 requires.
     """
-    if not doc.lines:
-        raise ValueError("a UBL invoice or credit note needs at least one line (BR-16)")
+    categories = {line.tax_category for line in doc.lines} | {row.category for row in doc.taxes}
+    found = problems(doc.seller, doc.buyer, doc.currency, categories, lines=len(doc.lines))
+    if found:
+        raise NotIssuable(found)
     invoice = doc.kind == "invoice"
     ns = INVOICE_NS if invoice else CREDIT_NOTE_NS
     root = etree.Element(
@@ -67,6 +161,8 @@ def render_ubl(doc: Document) -> bytes:
         nsmap={None: ns, "cac": CAC, "cbc": CBC},
     )
     out = _Writer(doc.currency)
+    # BR-O-02: a document with a line not subject to VAT carries no VAT identifiers.
+    vat_ids = "O" not in categories
 
     _cbc(root, "CustomizationID", CUSTOMIZATION_ID)
     _cbc(root, "ID", doc.number)
@@ -80,13 +176,17 @@ def render_ubl(doc: Document) -> bytes:
     for note in doc.notes:
         _cbc(root, "Note", note)
     _cbc(root, "DocumentCurrencyCode", doc.currency.upper())
+    if doc.buyer_reference:
+        _cbc(root, "BuyerReference", doc.buyer_reference)
     _period(root, doc.period_start, doc.period_end)
     if doc.billing_reference:
         reference = _cac(_cac(root, "BillingReference"), "InvoiceDocumentReference")
         _cbc(reference, "ID", doc.billing_reference)
-    _party(_cac(root, "AccountingSupplierParty"), doc.seller)
-    _party(_cac(root, "AccountingCustomerParty"), doc.buyer)
+    _party(_cac(root, "AccountingSupplierParty"), doc.seller, seller=True, vat_ids=vat_ids)
+    _party(_cac(root, "AccountingCustomerParty"), doc.buyer, seller=False, vat_ids=vat_ids)
     _payment_means(root, doc)
+    if doc.payment_instructions:
+        _cbc(_cac(root, "PaymentTerms"), "Note", doc.payment_instructions)  # BT-20
     if doc.discount and not doc.lines_include_discount:
         for category, rate, amount in _allowances(doc):
             _allowance(root, out, category, rate, amount)
@@ -140,10 +240,15 @@ def _period(parent: _Element, start: date | None, end: date | None) -> None:
         _cbc(period, "EndDate", end.isoformat())
 
 
-def _party(parent: _Element, party: Party) -> None:
+def _party(parent: _Element, party: Party, *, seller: bool, vat_ids: bool) -> None:
     element = _cac(parent, "Party")
     if party.email:
         _cbc(element, "EndpointID", party.email, schemeID="EM")  # EAS code: electronic mail
+    tax_id = "".join((party.tax_id or "").split()).upper() or None
+    vat = tax_id if tax_id and vat_ids and is_vat_id(tax_id) else None
+    other = tax_id if tax_id and not vat else None
+    if seller and other:
+        _cac_id(element, "PartyIdentification", other)  # BT-29: BR-CO-26 without BT-31
     _cbc(_cac(element, "PartyName"), "Name", party.name)
     address = party.address
     if any(address.get(key) for key in address):
@@ -159,21 +264,32 @@ def _party(parent: _Element, party: Party) -> None:
                 _cbc(postal, name, address[key])
         if address.get("country"):
             _cbc(_cac(postal, "Country"), "IdentificationCode", address["country"].upper())
-    if party.tax_id:
-        scheme = _cac(element, "PartyTaxScheme")
-        _cbc(scheme, "CompanyID", party.tax_id)
+    if vat:
+        scheme = _cac(element, "PartyTaxScheme")  # BT-31 / BT-48
+        _cbc(scheme, "CompanyID", vat)
         _cbc(_cac(scheme, "TaxScheme"), "ID", "VAT")
-    _cbc(_cac(element, "PartyLegalEntity"), "RegistrationName", party.name)
+    if seller and other:
+        scheme = _cac(element, "PartyTaxScheme")  # BT-32
+        _cbc(scheme, "CompanyID", other)
+        _cbc(_cac(scheme, "TaxScheme"), "ID", TAX_REGISTRATION_SCHEME)
+    legal = _cac(element, "PartyLegalEntity")
+    _cbc(legal, "RegistrationName", party.name)
+    if not seller and other:
+        _cbc(legal, "CompanyID", other)  # BT-47
     if party.email:
         _cbc(_cac(element, "Contact"), "ElectronicMail", party.email)
+
+
+def _cac_id(parent: _Element, name: str, value: str) -> None:
+    _cbc(_cac(parent, name), "ID", value)
 
 
 def _payment_means(parent: _Element, doc: Document) -> None:
     # A credit note has no DueDate of its own: its due date (BT-9) is PaymentMeans/PaymentDueDate.
     due_here = doc.kind == "credit_note" and doc.due_date is not None
-    if not (doc.payment_instructions or doc.payment_account or due_here):
-        return
     account = "".join((doc.payment_account or "").split()).upper()
+    if not (account or due_here):
+        return
     if not account:
         code = INSTRUMENT_NOT_DEFINED
     elif doc.currency == "eur" and _IBAN.fullmatch(account):
@@ -184,12 +300,13 @@ def _payment_means(parent: _Element, doc: Document) -> None:
     _cbc(means, "PaymentMeansCode", code)
     if due_here and doc.due_date is not None:
         _cbc(means, "PaymentDueDate", doc.due_date.isoformat())
-    if doc.payment_instructions:
-        _cbc(means, "InstructionNote", doc.payment_instructions)
     if doc.kind == "invoice":
         _cbc(means, "PaymentID", doc.number)  # remittance information (BT-83)
     if account:
-        _cbc(_cac(means, "PayeeFinancialAccount"), "ID", account)
+        financial = _cac(means, "PayeeFinancialAccount")
+        _cbc(financial, "ID", account)  # BT-84
+        if doc.payment_bic:
+            _cac_id(financial, "FinancialInstitutionBranch", doc.payment_bic.upper())  # BT-86
 
 
 def _allowances(doc: Document) -> list[tuple[str | None, Decimal | None, int]]:
@@ -283,6 +400,11 @@ def _line(parent: _Element, out: _Writer, line: Line, position: int, invoice: bo
     out.amount(element, "LineExtensionAmount", line.amount)
     _period(element, line.period_start, line.period_end)
     item = _cac(element, "Item")
+    if line.pricing:
+        _cbc(item, "Description", line.pricing)  # BT-154
     _cbc(item, "Name", line.description)
     _tax_category(item, "ClassifiedTaxCategory", line.tax_category, line.tax_rate)
-    out.major(_cac(element, "Price"), "PriceAmount", price)
+    price_element = _cac(element, "Price")
+    out.major(price_element, "PriceAmount", price)
+    if line.base_quantity is not None:
+        _cbc(price_element, "BaseQuantity", _decimal(line.base_quantity), unitCode=UNIT_CODE)

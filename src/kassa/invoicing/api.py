@@ -33,6 +33,7 @@ router = APIRouter(
 
 
 def invoice_out(session: Session, invoice: Invoice) -> schemas.Invoice:
+    lines = service.lines_of(session, invoice)
     return schemas.Invoice(
         id=invoice.id, number=invoice.number, customer=invoice.customer_id,
         subscription=invoice.subscription_id, status=invoice.status,
@@ -46,7 +47,7 @@ def invoice_out(session: Session, invoice: Invoice) -> schemas.Invoice:
                 period_start=line.period_start, period_end=line.period_end,
                 event_ids=line.event_ids,
             )
-            for line in service.lines_of(session, invoice)
+            for line in lines
         ],
         subtotal=invoice.subtotal, discount=invoice.discount,
         tax=[schemas.TaxRow(**row) for row in invoice.tax], total=invoice.total,
@@ -58,7 +59,17 @@ def invoice_out(session: Session, invoice: Invoice) -> schemas.Invoice:
         finalized_at=invoice.finalized_at, due_at=invoice.due_at, paid_at=invoice.paid_at,
         voided_at=invoice.voided_at, marked_uncollectible_at=invoice.marked_uncollectible_at,
         notes=invoice.notes, metadata=invoice.metadata_, created_at=invoice.created_at,
+        einvoice=_einvoice(session, invoice, len(lines)),
     )  # fmt: skip
+
+
+def _einvoice(session: Session, invoice: Invoice, lines: int) -> schemas.EInvoice:
+    errors = documents.einvoice_problems(session, invoice, lines=lines)
+    return schemas.EInvoice(
+        issuable=not errors,
+        missing=[e.field for e in errors if e.field != "currency" and e.field != "lines"],
+        errors=[schemas.FieldProblem(field=e.field, message=e.message) for e in errors],
+    )
 
 
 def _now(session: Session, invoice: Invoice, rt: Runtime) -> datetime:
@@ -148,8 +159,11 @@ def invoice_pdf(
 def invoice_ubl(
     invoice_id: str, who: Principal = Depends(READ), session: Session = Depends(db)
 ) -> Response:
+    """The invoice as issued, as an EN 16931 UBL 2.1 ``Invoice``. 409 ``einvoice_not_issuable``
+    naming the organization or customer fields EN 16931 needs when it cannot be a valid one
+    (see the invoice's ``einvoice`` field); 409 for a draft."""
     invoice = service.load(session, who.org_id, invoice_id)
-    body = documents.ubl(documents.invoice_document(session, invoice))
+    body = documents.invoice_ubl(session, invoice)
     return Response(
         body, media_type="application/xml",
         headers={"Content-Disposition": f'attachment; filename="{invoice.number}.xml"'},
@@ -303,6 +317,25 @@ def credit_note_pdf(
     document = documents.credit_note_document(session, note)
     path = documents.stored_pdf(rt.settings.documents_path, who.org_id, note.id, lambda: document)
     return FileResponse(path, media_type="application/pdf", filename=f"{note.number}.pdf")
+
+
+@router.get(
+    "/v1/credit_notes/{note_id}/ubl",
+    response_class=Response,
+    responses={200: {"content": {"application/xml": {}}}},
+)
+def credit_note_ubl(
+    note_id: str, who: Principal = Depends(READ), session: Session = Depends(db)
+) -> Response:
+    """The credit note as an EN 16931 UBL 2.1 ``CreditNote`` referencing the invoice it
+    credits (BillingReference); 409 ``einvoice_not_issuable`` like the invoice's."""
+    note = credit_notes.load(session, who.org_id, note_id)
+    body = documents.credit_note_ubl(session, note)
+    return Response(
+        body,
+        media_type="application/xml",
+        headers={"Content-Disposition": f'attachment; filename="{note.number}.xml"'},
+    )
 
 
 # --- customer balance and statement -------------------------------------------------------

@@ -54,6 +54,7 @@ Event = tuple[str, dict[str, Any], datetime]  # (type, data, occurred_at)
 _CUSTOMER_COLUMNS = (
     Customer.id, Customer.name, Customer.external_id, Customer.email, Customer.address,
     Customer.tax_id, Customer.tax_kind, Customer.tax_exempt, Customer.timezone, Customer.locale,
+    Customer.buyer_reference,  # (the buyer block of a finalized invoice: service.buyer_of)
 )  # fmt: skip
 _SUB_COLUMNS = [getattr(Subscription, a) for a in Subscription.__mapper__.column_attrs.keys()]
 _INVOICE_COLUMNS = (

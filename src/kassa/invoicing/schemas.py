@@ -31,6 +31,22 @@ class TaxRow(BaseModel):
     amount: int
 
 
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class EInvoice(BaseModel):
+    """Whether the invoice can be issued as an EN 16931 e-invoice (``GET …/ubl``)."""
+
+    issuable: bool
+    missing: list[str] = Field(
+        description="Organization or customer fields EN 16931 needs, e.g. org.tax_id, "
+        "customer.address (a finalized invoice is judged as issued)"
+    )
+    errors: list[FieldProblem] = Field(description="Every reason, including unsupported currency")
+
+
 class Invoice(BaseModel):
     id: str
     object: Literal["invoice"] = "invoice"
@@ -62,6 +78,7 @@ class Invoice(BaseModel):
     notes: list[str]
     metadata: dict[str, str]
     created_at: datetime
+    einvoice: EInvoice
 
 
 class OneOffLine(Strict):

@@ -531,6 +531,10 @@ class Buyer(Protocol):
     def tax_id(self) -> str | None: ...
     @property
     def email(self) -> str | None: ...
+    @property
+    def timezone(self) -> str | None: ...
+    @property
+    def buyer_reference(self) -> str | None: ...
 
 
 def seller_of(org: Organization) -> dict[str, Any]:
@@ -539,6 +543,9 @@ def seller_of(org: Organization) -> dict[str, Any]:
         "name": org.name, "address": org.address or {"country": org.country},
         "tax_id": org.tax_id, "email": org.email,
         "payment_instructions": org.payment_instructions,
+        # what the issued documents show, as issued: the account to pay to, the time zone
+        # their dates are in (the customer's, else this one)
+        "iban": org.iban, "bic": org.bic, "timezone": org.timezone,
     }  # fmt: skip
 
 
@@ -547,4 +554,5 @@ def buyer_of(customer: Buyer) -> dict[str, Any]:
     return {
         "name": customer.name or customer.external_id or customer.id,
         "address": customer.address or {}, "tax_id": customer.tax_id, "email": customer.email,
+        "timezone": customer.timezone, "buyer_reference": customer.buyer_reference,
     }  # fmt: skip

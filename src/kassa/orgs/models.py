@@ -37,6 +37,8 @@ class Organization(Base):
     tax_id: Mapped[str | None] = mapped_column(String(64))
     email: Mapped[str | None] = mapped_column(String(320))
     payment_instructions: Mapped[str | None] = mapped_column(String(1000))
+    iban: Mapped[str | None] = mapped_column(String(34))  # payee account on invoices (BT-84)
+    bic: Mapped[str | None] = mapped_column(String(11))  # its bank (BT-86)
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONB)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

@@ -50,6 +50,27 @@ def is_invoice_prefix(prefix: str) -> bool:
     return _PREFIX.fullmatch(prefix) is not None
 
 
+def normalize_iban(value: str) -> str:
+    """The IBAN in its compact form ("DE89370400440532013000"); ``ValueError`` when its
+    length, country format or check digits are wrong (schwifty, no registry lookup)."""
+    from schwifty import IBAN
+
+    try:
+        return str(IBAN(value).compact)
+    except ValueError as exc:
+        raise ValueError(f"is not a valid IBAN: {exc}") from None
+
+
+def normalize_bic(value: str) -> str:
+    """The BIC (SWIFT code) in upper case, 8 or 11 characters; ``ValueError`` when malformed."""
+    from schwifty import BIC
+
+    try:
+        return str(BIC(value).compact)
+    except ValueError as exc:
+        raise ValueError(f"is not a valid BIC: {exc}") from None
+
+
 def invoice_prefix_for(name: str) -> str:
     """A default numbering prefix from an org name: "Acme Rentals GmbH" → "ACME"."""
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()

@@ -75,6 +75,11 @@ class Org(BaseModel):
     tax_id: str | None
     email: str | None
     payment_instructions: str | None = Field(description="Printed on invoices")
+    iban: str | None = Field(
+        description="The account invoices are paid to (EN 16931 payment means: SEPA credit "
+        "transfer for EUR invoices, credit transfer otherwise)"
+    )
+    bic: str | None = Field(description="The BIC of the bank holding the IBAN")
     metadata: dict[str, str]
     created_at: datetime
 
@@ -95,11 +100,27 @@ class OrgPatch(Strict):
     tax_id: str | None = Field(default=None, min_length=2, max_length=64)
     email: EmailStr | None = None
     payment_instructions: str | None = Field(default=None, max_length=1000)
+    iban: str | None = Field(
+        default=None,
+        max_length=50,
+        description="Validated (check digits, country format); null removes it (and the BIC)",
+    )
+    bic: str | None = Field(default=None, max_length=20, description="null removes it")
     metadata: Metadata | None = None
 
     _country = field_validator("country")(check_country)
     _currency = field_validator("currency")(check_currency)
     _timezone = field_validator("timezone")(check_timezone)
+
+    @field_validator("iban")
+    @classmethod
+    def _iban(cls, value: str | None) -> str | None:
+        return None if value is None else rules.normalize_iban(value)
+
+    @field_validator("bic")
+    @classmethod
+    def _bic(cls, value: str | None) -> str | None:
+        return None if value is None else rules.normalize_bic(value)
 
     @field_validator("invoice_prefix")
     @classmethod

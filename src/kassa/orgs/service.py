@@ -65,6 +65,11 @@ def update_org(
     org = load(session, principal.org_id)
     changes: dict[str, Any] = patch.model_dump(exclude_unset=True)
     for field, value in changes.items():
+        if field in ("iban", "bic") and value is None:
+            setattr(org, field, None)  # a bank account can be removed
+            if field == "iban":
+                org.bic = None
+            continue
         if value is None:
             continue  # explicit nulls leave a setting unchanged (country can't be unset)
         if field == "metadata":
@@ -102,6 +107,8 @@ def to_schema(org: Organization) -> Org:
         tax_id=org.tax_id,
         email=org.email,
         payment_instructions=org.payment_instructions,
+        iban=org.iban,
+        bic=org.bic,
         metadata=org.metadata_,
         created_at=org.created_at,
     )

@@ -12,6 +12,7 @@ from kassa.core.ratelimit import RateLimiter
 from kassa.db.engine import Database, resolve_urls
 from kassa.identity.service import AuthPolicy
 from kassa.identity.tokens import KeyRing
+from kassa.subscriptions import limits
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
         clock = clock or SystemClock()
+        limits.configure(settings)
         db = Database(resolve_urls(settings), pool_size=settings.db_pool_size)
         access_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
         keyring = KeyRing(

@@ -47,6 +47,18 @@ class PendingChange(BaseModel):
     quantity: int
 
 
+class BillingError(BaseModel):
+    """Why the billing run could not bill this subscription; later runs retry it (backoff)
+    and a success clears it."""
+
+    code: str = Field(description="Stable error code, e.g. amount_out_of_range")
+    message: str
+    first_failed_at: datetime
+    last_failed_at: datetime
+    attempts: int
+    next_attempt_at: datetime
+
+
 class Subscription(BaseModel):
     id: str
     object: Literal["subscription"] = "subscription"
@@ -71,6 +83,9 @@ class Subscription(BaseModel):
     metadata: dict[str, str]
     entitlement_overrides: dict[str, Any]
     created_at: datetime
+    billing_error: BillingError | None = Field(
+        default=None, description="Set while billing runs fail on this subscription"
+    )
 
 
 class InvoiceLine(BaseModel):

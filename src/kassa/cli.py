@@ -273,6 +273,14 @@ def billing_run(
     rt = _boot(migrate=True)
     settle_garbage_collector()
     when = as_of.replace(tzinfo=as_of.tzinfo or UTC) if as_of else rt.clock.now()
+    if when > rt.clock.now():  # as the API refuses it: a run never bills the future
+        rt.close()
+        raise typer.BadParameter(
+            "must not be in the future (use a test clock to simulate)", param_hint="--as-of"
+        )
+    if org is not None and not _org_exists(rt, org):
+        rt.close()
+        raise typer.BadParameter(f"no organization {org}", param_hint="--org")
     subs, drafts = billing.due_counts(rt.db, when, org)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=console) as progress:
@@ -305,6 +313,16 @@ def billing_run(
             f"(kassa billing errors); {result.failed_organizations} organization(s) failed[/]"
         )
         raise typer.Exit(BILLING_FAILED_EXIT)
+
+
+def _org_exists(rt: Runtime, org_id: str) -> bool:
+    from sqlalchemy import select
+
+    from kassa.orgs.models import Organization
+
+    with rt.db.transaction() as session:
+        found = session.scalar(select(Organization.id).where(Organization.id == org_id))
+    return found is not None
 
 
 @billing_cli.command("errors")

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from kassa.config import Settings
 from kassa.core.clock import FrozenClock
 from kassa.core.context import Principal, Role
 from kassa.events.models import DomainEvent
@@ -22,6 +23,7 @@ from kassa.subscriptions import limits
 from kassa.subscriptions import service as subscriptions
 from kassa.subscriptions.schemas import SubscriptionIn
 from tests.conftest import Tenant, create, make_customer, make_plan, make_subscription, signup
+from tests.integration.test_billing_runs import _cli
 
 # a unit price and a usage each plausible on its own, whose product (10^20 minor units) is
 # beyond the bigint columns: today's crash, a recorded billing error now
@@ -285,3 +287,18 @@ def test_a_huge_usage_value_is_a_billing_error_not_a_crash_in_the_preview(
     r = client.get(f"/v1/subscriptions/{sub['id']}/upcoming_invoice", headers=tenant.headers)
     assert r.status_code == 409, r.text
     assert r.json()["code"] == "amount_out_of_range"
+
+
+def test_the_billing_command_refuses_a_future_as_of_and_an_unknown_org(
+    settings: Settings, tenant: Tenant
+) -> None:
+    """Both exited 0 before (a future --as-of silently clamped to now)."""
+    future = (datetime.now(UTC) + timedelta(days=2)).isoformat(timespec="seconds")
+    for args, hint in (
+        (("--as-of", future[:19], "--org", tenant.org_id), "--as-of"),
+        (("--org", "org_00000000000000000000000000"), "--org"),
+    ):
+        proc = _cli(settings, "billing", "run", *args)
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 2, out
+        assert hint in out.decode()

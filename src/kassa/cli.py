@@ -364,9 +364,14 @@ def billing_errors(
     table.add_column("message", overflow="fold")
     for r in rows:
         table.add_row(
-            r["org"], r["subscription"], r.get("code", ""), str(r.get("attempts", "")),
-            r.get("last_failed_at", ""), r.get("next_attempt_at", ""), r.get("message", ""),
-        )  # fmt: skip
+            r["org"],
+            r["subscription"],
+            r.get("code", ""),
+            str(r.get("attempts", "")),
+            r.get("last_failed_at", ""),
+            r.get("next_attempt_at", ""),
+            r.get("message", ""),
+        )
     Console(width=max(Console().width, 200)).print(table)
 
 

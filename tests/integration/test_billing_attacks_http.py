@@ -14,7 +14,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
+from typer.testing import CliRunner
 
+from kassa.cli import cli
 from kassa.core.clock import FrozenClock
 from kassa.core.context import Principal, Role
 from kassa.subscriptions import service as subscriptions
@@ -40,10 +43,15 @@ def test_a_back_dating_flood_does_not_stall_other_organizations(
         _, b = org(c, "bystander")
         plan = c.post(
             "/v1/plans",
-            json={"code": "daily", "name": "D", "currency": "eur", "interval": "day",
-                  "amount": 100},
+            json={
+                "code": "daily",
+                "name": "D",
+                "currency": "eur",
+                "interval": "day",
+                "amount": 100,
+            },
             headers=a,
-        ).json()  # fmt: skip
+        ).json()
         customer = c.post("/v1/customers", json={"name": "X"}, headers=a).json()["id"]
         year_ago = (datetime.now(UTC) - timedelta(days=365)).isoformat()
 
@@ -57,22 +65,22 @@ def test_a_back_dating_flood_does_not_stall_other_organizations(
                 )
                 return r.status_code
 
-        with ThreadPoolExecutor(20) as pool:
-            flood = pool.map(back_date, range(40))
+        with ThreadPoolExecutor(12) as pool:
+            flood = pool.map(back_date, range(24))
             latencies = []
-            for _ in range(20):
+            for _ in range(10):
                 began = time.monotonic()
                 assert c.get("/v1/me", headers=b).status_code == 200
                 latencies.append(time.monotonic() - began)
                 assert c.get("/ready").status_code == 200
             codes = sorted(flood)
         assert set(codes) == {201, 422}  # beyond a year: refused; within: bounded work
-        assert codes.count(422) == 20
+        assert codes.count(422) == 12
         assert max(latencies) < 2.0, latencies
 
 
 def test_a_poisoned_subscription_is_recorded_and_everyone_else_billed(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with serve(database_url, tmp_path, worker=False) as s, s.client() as c:
         (a_id, a), (b_id, b) = org(c, "poisoned"), org(c, "healthy")
@@ -88,18 +96,25 @@ def test_a_poisoned_subscription_is_recorded_and_everyone_else_billed(
                 c.patch("/v1/org", json={"invoice_grace_seconds": 0}, headers=headers)
                 plan = c.post(
                     "/v1/plans",
-                    json={"code": "m", "name": "M", "currency": "eur", "interval": "month",
-                          "amount": 1000, "pay_in_advance": False},
+                    json={
+                        "code": "m",
+                        "name": "M",
+                        "currency": "eur",
+                        "interval": "month",
+                        "amount": 1000,
+                        "pay_in_advance": False,
+                    },
                     headers=headers,
-                ).json()  # fmt: skip
+                ).json()
                 for _ in range(count):
                     cus = c.post("/v1/customers", json={"name": "C"}, headers=headers).json()
                     with rt.db.transaction(org_id) as session:
                         sub = subscriptions.create(
-                            session, Principal(org_id=org_id, role=Role.OWNER, user_id="usr_x"),
+                            session,
+                            Principal(org_id=org_id, role=Role.OWNER, user_id="usr_x"),
                             SubscriptionIn(customer=cus["id"], plan=plan["id"], start_at=start),
                             FrozenClock(start),
-                        )  # fmt: skip
+                        )
                         made[org_id].append(sub.id)
             with httpx.Client(base_url=s.url, headers=a) as ca:
                 from tests.conftest import Tenant
@@ -109,35 +124,43 @@ def test_a_poisoned_subscription_is_recorded_and_everyone_else_billed(
                 cus = ca.post("/v1/customers", json={"name": "Bad"}).json()["id"]
                 with rt.db.transaction(a_id) as session:
                     bad = subscriptions.create(
-                        session, Principal(org_id=a_id, role=Role.OWNER, user_id="usr_x"),
+                        session,
+                        Principal(org_id=a_id, role=Role.OWNER, user_id="usr_x"),
                         SubscriptionIn(customer=cus, plan=bad_plan["id"], start_at=start),
                         FrozenClock(start),
-                    ).id  # fmt: skip
+                    ).id
                 poison(ca, tenant, cus, bad_plan["event_name"], start + timedelta(days=1))  # type: ignore[arg-type]
         finally:
             rt.close()
         env = {k: v for k, v in os.environ.items() if not k.startswith("KASSA_")}
-        env.update(KASSA_DATABASE_URL=database_url, KASSA_DATA_DIR=str(tmp_path),
-                   KASSA_LOG_LEVEL="WARNING", KASSA_LOG_FORMAT="console")  # fmt: skip
+        env.update(
+            KASSA_DATABASE_URL=database_url,
+            KASSA_DATA_DIR=str(tmp_path),
+            KASSA_SECRET_KEY="test-secret-key-not-for-production",
+            KASSA_LOG_LEVEL="WARNING",
+            KASSA_LOG_FORMAT="console",
+        )
         run = subprocess.run(
-            [sys.executable, "-m", "kassa", "billing", "run"], env=env, capture_output=True,
-            text=True, timeout=300,
-        )  # fmt: skip
+            [sys.executable, "-m", "kassa", "billing", "run"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert run.returncode == 3, run.stdout + run.stderr  # done, with recorded failures
         for org_id, headers in ((a_id, a), (b_id, b)):
             invoices = c.get("/v1/invoices?limit=100", headers=headers).json()["data"]
             assert sorted(i["subscription"] for i in invoices) == sorted(made[org_id])
         error = c.get(f"/v1/subscriptions/{bad}", headers=a).json()["billing_error"]
         assert error["code"] == "amount_out_of_range"
-        listed = subprocess.run(
-            [sys.executable, "-m", "kassa", "billing", "errors", "--org", a_id, "--json"],
-            env=env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert listed.returncode == 0, listed.stderr
+        # the listing, in process (the same command; spares two more process starts)
+        for name, value in env.items():
+            if name.startswith("KASSA_"):
+                monkeypatch.setenv(name, value)
+        listed = CliRunner().invoke(cli, ["billing", "errors", "--org", a_id, "--json"])
+        assert listed.exit_code == 0, listed.output
         rows = json.loads(listed.stdout)
         assert [(r["subscription"], r["code"]) for r in rows] == [(bad, "amount_out_of_range")]
-        table = subprocess.run(
-            [sys.executable, "-m", "kassa", "billing", "errors", "--org", a_id],
-            env=env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert bad in table.stdout and a_id in table.stdout
+        table = CliRunner().invoke(cli, ["billing", "errors", "--org", a_id])
+        assert table.exit_code == 0, table.output
+        assert bad in table.stdout and a_id in table.stdout  # ids whole, never truncated

@@ -84,9 +84,12 @@ def test_a_long_catch_up_runs_in_bounded_steps(
     plan = make_plan(client, tenant, interval="day", amount=100, pay_in_advance=False)
     start = (datetime.now(UTC) - timedelta(days=60, hours=1)).replace(microsecond=0)
     sub = make_subscription(
-        client, tenant, plan=plan["id"], start_at=start.isoformat(),
+        client,
+        tenant,
+        plan=plan["id"],
+        start_at=start.isoformat(),
         customer=make_customer(client, tenant, timezone="UTC")["id"],
-    )  # fmt: skip
+    )
     assert count_invoices(rt, tenant.org_id, sub["id"]) == (bound, bound)
     r = client.get(f"/v1/subscriptions/{sub['id']}/upcoming_invoice", headers=tenant.headers)
     assert r.status_code == 409, r.text
@@ -167,24 +170,41 @@ def test_a_plan_migration_moves_a_bounded_number_per_request(
 
 
 def poisoned_plan(client: TestClient, tenant: Tenant) -> dict[str, Any]:
-    meter = create(client, tenant, "/v1/meters", {
-        "event_name": f"kwh-{uuid.uuid4().hex[:8]}", "name": "kWh", "aggregation": "sum",
-        "value_property": "n", "lateness_seconds": 90 * 86_400,
-    })  # fmt: skip
+    meter = create(
+        client,
+        tenant,
+        "/v1/meters",
+        {
+            "event_name": f"kwh-{uuid.uuid4().hex[:8]}",
+            "name": "kWh",
+            "aggregation": "sum",
+            "value_property": "n",
+            "lateness_seconds": 90 * 86_400,
+        },
+    )
     return make_plan(
-        client, tenant, amount=1000, pay_in_advance=False,
-        charges=[{"meter": meter["id"], "model": "per_unit",
-                  "properties": {"unit_amount": POISON_PRICE}}],
-    ) | {"event_name": meter["event_name"]}  # fmt: skip
+        client,
+        tenant,
+        amount=1000,
+        pay_in_advance=False,
+        charges=[
+            {"meter": meter["id"], "model": "per_unit", "properties": {"unit_amount": POISON_PRICE}}
+        ],
+    ) | {"event_name": meter["event_name"]}
 
 
 def poison(client: TestClient, tenant: Tenant, customer: str, event: str, at: datetime) -> None:
     r = client.post(
         "/v1/events",
-        json={"event_id": uuid.uuid4().hex, "customer": customer, "event_name": event,
-              "timestamp": at.isoformat(), "properties": {"n": POISON_USAGE}},
+        json={
+            "event_id": uuid.uuid4().hex,
+            "customer": customer,
+            "event_name": event,
+            "timestamp": at.isoformat(),
+            "properties": {"n": POISON_USAGE},
+        },
         headers=tenant.headers,
-    )  # fmt: skip
+    )
     assert r.status_code in (200, 201, 202), r.text
 
 
@@ -242,12 +262,18 @@ def test_a_poisoned_subscription_stops_nobody_elses_billing(
     assert (error["code"], error["attempts"]) == ("amount_out_of_range", 1)
     assert error["first_failed_at"] == error["last_failed_at"]
     with rt.db.transaction(a.org_id) as session:
-        assert session.scalar(
-            select(func.count()).select_from(DomainEvent).where(
-                DomainEvent.org_id == a.org_id, DomainEvent.type == "subscription.billing_failed",
-                DomainEvent.object_id == bad,
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(DomainEvent)
+                .where(
+                    DomainEvent.org_id == a.org_id,
+                    DomainEvent.type == "subscription.billing_failed",
+                    DomainEvent.object_id == bad,
+                )
             )
-        ) == 1  # fmt: skip
+            == 1
+        )
     # the next run leaves it alone until its backoff is over, then tries again
     again = billing.run(rt.db, rt.clock, org_id=a.org_id, set_based=set_based)
     assert (again.failed, again.transitions) == (0, 0)
@@ -276,11 +302,15 @@ def test_a_huge_usage_value_is_a_billing_error_not_a_crash_in_the_preview(
     sub = make_subscription(client, tenant, plan=plan["id"])
     r = client.post(
         "/v1/events",
-        json={"event_id": uuid.uuid4().hex, "customer": sub["customer"],
-              "event_name": plan["event_name"], "timestamp": datetime.now(UTC).isoformat(),
-              "properties": {"n": "1e308"}},
+        json={
+            "event_id": uuid.uuid4().hex,
+            "customer": sub["customer"],
+            "event_name": plan["event_name"],
+            "timestamp": datetime.now(UTC).isoformat(),
+            "properties": {"n": "1e308"},
+        },
         headers=tenant.headers,
-    )  # fmt: skip
+    )
     if r.status_code == 422:
         pytest.skip("ingestion refuses the value (bounded at ingestion): nothing to rate")
     assert r.status_code in (200, 201, 202), r.text

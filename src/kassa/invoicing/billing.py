@@ -163,29 +163,36 @@ def run(
         return len(drafts), 0, last
 
     def sub_keys(session: Session, org: str, after: Cursor, limit: int) -> list[Any]:
-        return list(session.execute(
-            select(Subscription.next_action_at, Subscription.id)
-            .where(
-                Subscription.org_id == org, Subscription.next_action_at <= as_of,
-                bulk.after_key((Subscription.next_action_at, Subscription.id), after),
-                ~_on_test_clock(Subscription),  # type: ignore[operator]
-                bulk.retry_due(now),
-            )
-            .order_by(Subscription.next_action_at, Subscription.id)
-            .limit(limit)
-        ).all())  # fmt: skip
+        return list(
+            session.execute(
+                select(Subscription.next_action_at, Subscription.id)
+                .where(
+                    Subscription.org_id == org,
+                    Subscription.next_action_at <= as_of,
+                    bulk.after_key((Subscription.next_action_at, Subscription.id), after),
+                    ~_on_test_clock(Subscription),  # type: ignore[operator]
+                    bulk.retry_due(now),
+                )
+                .order_by(Subscription.next_action_at, Subscription.id)
+                .limit(limit)
+            ).all()
+        )
 
     def draft_keys(session: Session, org: str, after: Cursor, limit: int) -> list[Any]:
-        return list(session.execute(
-            select(Invoice.finalize_at, Invoice.id)
-            .where(
-                Invoice.org_id == org, Invoice.status == "draft", Invoice.finalize_at <= as_of,
-                bulk.after_key((Invoice.finalize_at, Invoice.id), after),
-                ~_on_test_clock(Invoice),  # type: ignore[operator]
-            )
-            .order_by(Invoice.finalize_at, Invoice.id)
-            .limit(limit)
-        ).all())  # fmt: skip
+        return list(
+            session.execute(
+                select(Invoice.finalize_at, Invoice.id)
+                .where(
+                    Invoice.org_id == org,
+                    Invoice.status == "draft",
+                    Invoice.finalize_at <= as_of,
+                    bulk.after_key((Invoice.finalize_at, Invoice.id), after),
+                    ~_on_test_clock(Invoice),  # type: ignore[operator]
+                )
+                .order_by(Invoice.finalize_at, Invoice.id)
+                .limit(limit)
+            ).all()
+        )
 
     def sub_failed(org: str, sub_id: str, exc: BaseException) -> None:
         _record(db, clock, org, sub_id, exc, "subscriptions")
@@ -196,7 +203,7 @@ def run(
                 select(Invoice.subscription_id).where(
                     Invoice.org_id == org, Invoice.id == invoice_id
                 )
-            )  # fmt: skip
+            )
         if sub_id is not None:
             _record(db, clock, org, sub_id, exc, "invoices")
         else:
@@ -215,6 +222,7 @@ def run(
                 _drain(db, org, chunk, phase, result, progress)
         except Exception as exc:  # one organization's trouble stops nobody else's billing
             result.failed_organizations += 1
+            _count_failure("organization", exc)
             log.exception("billing_run_org_failed", org_id=org, error=_message(exc))
     if result.transitions or result.invoices_finalized or result.failed:
         log.info(
@@ -247,9 +255,13 @@ def _record(
         )
     _count_failure(phase, exc)
     log.warning(
-        "billing_failed", org_id=org, subscription=sub_id, phase=phase, code=_code(exc),
+        "billing_failed",
+        org_id=org,
+        subscription=sub_id,
+        phase=phase,
+        code=_code(exc),
         error=_message(exc),
-    )  # fmt: skip
+    )
 
 
 def run_in_processes(
@@ -358,9 +370,14 @@ def _drain(
 
 
 def _isolate(
-    db: Database, org: str, chunk: int, phase: Phase, after: Cursor, result: RunResult,
+    db: Database,
+    org: str,
+    chunk: int,
+    phase: Phase,
+    after: Cursor,
+    result: RunResult,
     progress: Progress | None,
-) -> tuple[int, Cursor]:  # fmt: skip
+) -> tuple[int, Cursor]:
     """The rows of a failed chunk, one transaction each: those that bill are billed, one
     that still fails is skipped and recorded (``phase.failed``: the subscription's
     ``billing_error``, retried by later runs with backoff). Returns (rows, last key)."""
@@ -411,9 +428,14 @@ def refresh_statistics(db: Database) -> int:
 
 
 def _due_subscriptions(
-    session: Session, org_id: str, as_of: datetime, limit: int, after: Cursor,
-    now: datetime, only: str | None,
-) -> list[Subscription]:  # fmt: skip
+    session: Session,
+    org_id: str,
+    as_of: datetime,
+    limit: int,
+    after: Cursor,
+    now: datetime,
+    only: str | None,
+) -> list[Subscription]:
     return list(
         session.scalars(
             select(Subscription)
@@ -433,9 +455,13 @@ def _due_subscriptions(
 
 
 def _due_drafts(
-    session: Session, org_id: str, as_of: datetime, limit: int, after: Cursor,
+    session: Session,
+    org_id: str,
+    as_of: datetime,
+    limit: int,
+    after: Cursor,
     only: str | None,
-) -> list[Invoice]:  # fmt: skip
+) -> list[Invoice]:
     return list(
         session.scalars(
             select(Invoice)

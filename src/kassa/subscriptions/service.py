@@ -452,10 +452,13 @@ def record_billing_failure(
     attempts = int(previous.get("attempts", 0)) + 1
     retry_at = now + limits.get().retry_after(attempts)
     sub.billing_error = {
-        "code": code, "message": message[:500],
+        "code": code,
+        "message": message[:500],
         "first_failed_at": previous.get("first_failed_at") or _iso(now),
-        "last_failed_at": _iso(now), "attempts": attempts, "next_attempt_at": _iso(retry_at),
-    }  # fmt: skip
+        "last_failed_at": _iso(now),
+        "attempts": attempts,
+        "next_attempt_at": _iso(retry_at),
+    }
     sub.billing_retry_at = retry_at
     sub.updated_at = now
     session.flush()

@@ -30,6 +30,8 @@ cli.add_typer(billing_cli, name="billing")
 ledger_cli = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
 cli.add_typer(ledger_cli, name="ledger")
 console = Console(stderr=True)
+# ``kassa billing run`` finished, but some subscriptions could not be billed (recorded)
+BILLING_FAILED_EXIT = 3
 
 
 def _version(value: bool) -> None:
@@ -271,6 +273,14 @@ def billing_run(
     rt = _boot(migrate=True)
     settle_garbage_collector()
     when = as_of.replace(tzinfo=as_of.tzinfo or UTC) if as_of else rt.clock.now()
+    if when > rt.clock.now():  # as the API refuses it: a run never bills the future
+        rt.close()
+        raise typer.BadParameter(
+            "must not be in the future (use a test clock to simulate)", param_hint="--as-of"
+        )
+    if org is not None and not _org_exists(rt, org):
+        rt.close()
+        raise typer.BadParameter(f"no organization {org}", param_hint="--org")
     subs, drafts = billing.due_counts(rt.db, when, org)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=console) as progress:
@@ -297,6 +307,72 @@ def billing_run(
         f"{result.transitions} subscription transition(s), as of {result.as_of.isoformat()}"
     )
     rt.close()
+    if result.failed or result.failed_organizations:
+        console.print(
+            f"[yellow]{result.failed} subscription(s) could not be billed and were recorded "
+            f"(kassa billing errors); {result.failed_organizations} organization(s) failed[/]"
+        )
+        raise typer.Exit(BILLING_FAILED_EXIT)
+
+
+def _org_exists(rt: Runtime, org_id: str) -> bool:
+    from sqlalchemy import select
+
+    from kassa.orgs.models import Organization
+
+    with rt.db.transaction() as session:
+        found = session.scalar(select(Organization.id).where(Organization.id == org_id))
+    return found is not None
+
+
+@billing_cli.command("errors")
+def billing_errors(
+    org: Annotated[str | None, typer.Option(help="Only this organization (id).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array, for scripts.")] = False,
+) -> None:
+    """Subscriptions a billing run could not bill (their recorded billing_error); later
+    runs retry them with backoff. Exit 0 whether or not there are any."""
+    import json
+
+    from sqlalchemy import select
+
+    from kassa.orgs.models import Organization
+    from kassa.subscriptions import service as subscriptions
+
+    rt = _boot(migrate=True)
+    with rt.db.transaction() as session:
+        stmt = select(Organization.id).order_by(Organization.id)
+        if org:
+            stmt = stmt.where(Organization.id == org)
+        org_ids = list(session.scalars(stmt))
+    if org and not org_ids:
+        rt.close()
+        console.print(f"[red]no organization {org}[/]")
+        raise typer.Exit(1)
+    rows = []
+    for org_id in org_ids:
+        with rt.db.transaction(org_id) as session:
+            for sub in subscriptions.billing_errors(session, org_id):
+                rows.append({"org": org_id, "subscription": sub.id, **(sub.billing_error or {})})
+    rt.close()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{len(rows)} subscription(s) with a billing error")
+    for name in ("org", "subscription", "code", "attempts", "last failed", "next attempt"):
+        table.add_column(name, no_wrap=name in ("org", "subscription"), overflow="fold")
+    table.add_column("message", overflow="fold")
+    for r in rows:
+        table.add_row(
+            r["org"],
+            r["subscription"],
+            r.get("code", ""),
+            str(r.get("attempts", "")),
+            r.get("last_failed_at", ""),
+            r.get("next_attempt_at", ""),
+            r.get("message", ""),
+        )
+    Console(width=max(Console().width, 200)).print(table)
 
 
 @ledger_cli.command("verify")

@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     email_verification_ttl_hours: int = Field(default=72, ge=1, le=24 * 30)
     password_reset_ttl_minutes: int = Field(default=60, ge=5, le=24 * 60)
     mail_per_address_limit: str = "5/hour"
+    # billing safety (docs/billing-safety.md)
+    max_backdate_days: int = Field(default=366, ge=0, le=3660)
+    max_future_start_days: int = Field(default=1827, ge=0, le=36_600)
+    max_catchup_periods_per_step: int = Field(default=24, ge=1, le=10_000)
+    max_clock_advance_transitions: int = Field(default=2000, ge=1, le=1_000_000)
+    max_plan_migration_per_request: int = Field(default=500, ge=1, le=100_000)
+    billing_retry_base_seconds: int = Field(default=300, ge=1)
+    billing_retry_max_seconds: int = Field(default=86_400, ge=1)
 
     @property
     def documents_path(self) -> Path:

@@ -14,6 +14,7 @@ from kassa.identity.revocations import SessionRevocations
 from kassa.identity.service import AuthPolicy
 from kassa.identity.tokens import KeyRing
 from kassa.integrations.email import Postman, build_mailer
+from kassa.subscriptions import limits
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
         clock = clock or SystemClock()
+        limits.configure(settings)
         db = Database(resolve_urls(settings), pool_size=settings.db_pool_size)
         access_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
         keyring = KeyRing(

@@ -243,8 +243,8 @@ def test_a_run_finalizes_what_it_issues_once_its_window_is_over(
     if set_based:
         finalize_drafts = billing.bulk.finalize_drafts
 
-        def spy(*args: Any) -> tuple[int, Any]:
-            found = finalize_drafts(*args)
+        def spy(*args: Any, **kwargs: Any) -> tuple[int, Any]:
+            found = finalize_drafts(*args, **kwargs)
             second_pass.append(found[0])
             return found
 

@@ -110,12 +110,12 @@ def migrate_plan(
     row = plans.resolve(session, who.org_id, plan, lock=True)
     plans.version_of(session, row, body.from_version)
     plans.version_of(session, row, body.to_version)
-    count = subscriptions.migrate_plan_version(
+    count, has_more = subscriptions.migrate_plan_version(
         session, who, row, body.from_version, body.to_version, body.effective, rt.clock
     )
     return schemas.MigrateOut(
         plan=row.id, from_version=body.from_version, to_version=body.to_version,
-        effective=body.effective, subscriptions=count,
+        effective=body.effective, subscriptions=count, has_more=has_more,
     )  # fmt: skip
 
 

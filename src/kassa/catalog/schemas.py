@@ -158,6 +158,11 @@ class MigrateOut(BaseModel):
     to_version: int
     effective: Literal["now", "period_end"]
     subscriptions: int = Field(description="How many subscriptions were migrated")
+    has_more: bool = Field(
+        default=False,
+        description="More remain (one call moves at most KASSA_MAX_PLAN_MIGRATION_PER_REQUEST):"
+        " call again with the same body",
+    )
 
 
 class CouponIn(Strict):

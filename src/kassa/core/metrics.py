@@ -20,3 +20,8 @@ JOBS = Counter(
     "Background jobs run by this process, by task and outcome.",
     ["task", "outcome"],
 )
+BILLING_FAILURES = Counter(
+    "kassa_billing_failures_total",
+    "Subscriptions (or drafts) a billing run could not bill and recorded, by phase and code.",
+    ["phase", "code"],
+)

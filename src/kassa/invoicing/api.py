@@ -243,6 +243,7 @@ def billing_run(
     return schemas.BillingRun(
         as_of=result.as_of, transitions=result.transitions,
         invoices_created=result.invoices_created, invoices_finalized=result.invoices_finalized,
+        subscriptions_failed=result.failed,
     )  # fmt: skip
 
 

@@ -29,17 +29,20 @@ from queue import Empty
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, true
 from sqlalchemy.orm import Session
 
 from kassa.config import Settings
 from kassa.core.clock import Clock
+from kassa.core.errors import KassaError
+from kassa.core.metrics import BILLING_FAILURES
 from kassa.customers.models import Customer
 from kassa.db.engine import Database
 from kassa.invoicing import bulk, service
 from kassa.invoicing.models import Invoice
 from kassa.orgs.models import Organization
 from kassa.subscriptions import engine
+from kassa.subscriptions import service as subscriptions
 from kassa.subscriptions.models import Subscription
 
 log = structlog.get_logger("kassa.billing")
@@ -47,7 +50,12 @@ CHUNK = 1000  # subscriptions (or drafts) per transaction
 
 Progress = Callable[[str, int], None]  # (phase, items done in this step)
 Cursor = tuple[datetime, str] | None  # the (due time, id) of the last row a chunk took
-Work = Callable[[Session, str, Cursor], tuple[int, int, Cursor]]
+# (session, org, cursor, only this row or None) -> (rows, transitions, the last one's key)
+Work = Callable[[Session, str, Cursor, str | None], tuple[int, int, Cursor]]
+# (session, org, cursor, limit) -> the keys of the due rows past the cursor, in due order
+Keys = Callable[[Session, str, Cursor, int], list[tuple[datetime, str]]]
+# (org, the failed row's id, the error) -> recorded (a subscription's billing_error)
+Failed = Callable[[str, str, BaseException], None]
 
 
 @dataclass
@@ -57,6 +65,16 @@ class RunResult:
     transitions: int = 0
     invoices_created: int = 0
     invoices_finalized: int = 0
+    failed: int = 0  # subscriptions (or drafts) skipped and recorded: billing_error
+    failed_organizations: int = 0  # organizations whose run stopped on an unexpected error
+
+
+@dataclass
+class Phase:
+    name: str
+    work: Work
+    keys: Keys
+    failed: Failed
 
 
 def _on_test_clock(stmt_owner: type[Subscription] | type[Invoice]) -> object:
@@ -110,47 +128,140 @@ def run(
     as_of = min(as_of or now, now)
     result = RunResult(as_of)
 
-    def bill(session: Session, org: str, after: Cursor) -> tuple[int, int, Cursor]:
+    def bill(
+        session: Session, org: str, after: Cursor, only: str | None
+    ) -> tuple[int, int, Cursor]:
         """A chunk of due subscriptions: (how many, transitions, the last one's key)."""
         if set_based:
             due = bulk.due_subscriptions(
                 session, org, as_of, chunk,
                 ~_on_test_clock(Subscription),  # type: ignore[operator]
-                after,
+                after, now=now, only=only,
             )  # fmt: skip
             last = _key(due[-1].next_action_at, due[-1].id) if due else after
             return len(due), bulk.bill_chunk(session, due, as_of, clock), last
-        subs = _due_subscriptions(session, org, as_of, chunk, after)
+        subs = _due_subscriptions(session, org, as_of, chunk, after, now, only)
         last = _key(subs[-1].next_action_at, subs[-1].id) if subs else after
         steps = sum(engine.advance(session, s, as_of, clock, finalize_by=as_of) for s in subs)
         return len(subs), steps, last
 
-    def finalize(session: Session, org: str, after: Cursor) -> tuple[int, int, Cursor]:
+    def finalize(
+        session: Session, org: str, after: Cursor, only: str | None
+    ) -> tuple[int, int, Cursor]:
         """A chunk of due drafts: (how many, 0, the last one's key)."""
         if set_based:
             count, last = bulk.finalize_drafts(
                 session, org, as_of, chunk,
                 ~_on_test_clock(Invoice),  # type: ignore[operator]
-                clock, after,
+                clock, after, only=only,
             )  # fmt: skip
             return count, 0, last or after
-        drafts = _due_drafts(session, org, as_of, chunk, after)
+        drafts = _due_drafts(session, org, as_of, chunk, after, only)
         last = _key(drafts[-1].finalize_at, drafts[-1].id) if drafts else after
         for invoice in drafts:
             service.finalize(session, invoice, as_of, clock)
         return len(drafts), 0, last
 
+    def sub_keys(session: Session, org: str, after: Cursor, limit: int) -> list[Any]:
+        return list(
+            session.execute(
+                select(Subscription.next_action_at, Subscription.id)
+                .where(
+                    Subscription.org_id == org,
+                    Subscription.next_action_at <= as_of,
+                    bulk.after_key((Subscription.next_action_at, Subscription.id), after),
+                    ~_on_test_clock(Subscription),  # type: ignore[operator]
+                    bulk.retry_due(now),
+                )
+                .order_by(Subscription.next_action_at, Subscription.id)
+                .limit(limit)
+            ).all()
+        )
+
+    def draft_keys(session: Session, org: str, after: Cursor, limit: int) -> list[Any]:
+        return list(
+            session.execute(
+                select(Invoice.finalize_at, Invoice.id)
+                .where(
+                    Invoice.org_id == org,
+                    Invoice.status == "draft",
+                    Invoice.finalize_at <= as_of,
+                    bulk.after_key((Invoice.finalize_at, Invoice.id), after),
+                    ~_on_test_clock(Invoice),  # type: ignore[operator]
+                )
+                .order_by(Invoice.finalize_at, Invoice.id)
+                .limit(limit)
+            ).all()
+        )
+
+    def sub_failed(org: str, sub_id: str, exc: BaseException) -> None:
+        _record(db, clock, org, sub_id, exc, "subscriptions")
+
+    def draft_failed(org: str, invoice_id: str, exc: BaseException) -> None:
+        with db.transaction(org) as session:
+            sub_id = session.scalar(
+                select(Invoice.subscription_id).where(
+                    Invoice.org_id == org, Invoice.id == invoice_id
+                )
+            )
+        if sub_id is not None:
+            _record(db, clock, org, sub_id, exc, "invoices")
+        else:
+            _count_failure("invoices", exc)
+            log.error("billing_failed", org_id=org, invoice=invoice_id, error=_message(exc))
+
+    phases = (
+        Phase("subscriptions", bill, sub_keys, sub_failed),
+        Phase("invoices", finalize, draft_keys, draft_failed),
+    )
     refresh_statistics(db)
     for org in _orgs(db, org_id):
         result.organizations += 1
-        _drain(db, org, chunk, bill, "subscriptions", result, progress)
-        _drain(db, org, chunk, finalize, "invoices", result, progress)
-    if result.transitions or result.invoices_finalized:
+        try:
+            for phase in phases:
+                _drain(db, org, chunk, phase, result, progress)
+        except Exception as exc:  # one organization's trouble stops nobody else's billing
+            result.failed_organizations += 1
+            _count_failure("organization", exc)
+            log.exception("billing_run_org_failed", org_id=org, error=_message(exc))
+    if result.transitions or result.invoices_finalized or result.failed:
         log.info(
             "billing_run", transitions=result.transitions, created=result.invoices_created,
-            finalized=result.invoices_finalized, as_of=as_of.isoformat(),
+            finalized=result.invoices_finalized, failed=result.failed, as_of=as_of.isoformat(),
         )  # fmt: skip
     return result
+
+
+def _message(exc: BaseException) -> str:
+    text_ = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text_}"[:500] if not isinstance(exc, KassaError) else text_
+
+
+def _code(exc: BaseException) -> str:
+    return exc.code if isinstance(exc, KassaError) else "internal_error"
+
+
+def _count_failure(phase: str, exc: BaseException) -> None:
+    BILLING_FAILURES.labels(phase, _code(exc)).inc()
+
+
+def _record(
+    db: Database, clock: Clock, org: str, sub_id: str, exc: BaseException, phase: str
+) -> None:
+    """Record a subscription's billing failure in a transaction of its own."""
+    with db.transaction(org) as session:
+        subscriptions.record_billing_failure(
+            session, org, sub_id, _code(exc), _message(exc) or exc.__class__.__name__, clock
+        )
+    _count_failure(phase, exc)
+    log.warning(
+        "billing_failed",
+        org_id=org,
+        subscription=sub_id,
+        phase=phase,
+        code=_code(exc),
+        error=_message(exc),
+    )
 
 
 def run_in_processes(
@@ -189,6 +300,8 @@ def run_in_processes(
         total.transitions += message[3]
         total.invoices_created += message[4]
         total.invoices_finalized += message[5]
+        total.failed += message[6]
+        total.failed_organizations += message[7]
         if len(reported) == len(children):
             break
     for child in children:
@@ -215,7 +328,7 @@ def _run_child(
         )  # fmt: skip
         queue.put((
             "done", n, result.organizations, result.transitions, result.invoices_created,
-            result.invoices_finalized,
+            result.invoices_finalized, result.failed, result.failed_organizations,
         ))  # fmt: skip
     finally:
         rt.close()
@@ -227,25 +340,65 @@ def _key(due: datetime | None, row_id: str) -> Cursor:
 
 
 def _drain(
-    db: Database, org: str, chunk: int, work: Work, phase: str, result: RunResult,
+    db: Database, org: str, chunk: int, phase: Phase, result: RunResult,
     progress: Progress | None,
 ) -> None:  # fmt: skip
-    """Run ``work`` one chunk (one transaction) at a time, each after the last row the
+    """Run ``phase.work`` one chunk (one transaction) at a time, each after the last row the
     previous one took, until a chunk comes out short; what a chunk did is counted once it
-    has committed."""
+    has committed. A chunk that fails (rolled back) is retried one row at a time, each in a
+    transaction of its own (``_isolate``): the fast path stays a few statements per chunk,
+    only a failing chunk pays for the slow one."""
     after: Cursor = None
     while True:
-        with _no_collection(), db.transaction(org) as session:
-            count, transitions, after = work(session, org, after)
-            issued = session.info.pop("invoices_issued", 0)
-            finalized = session.info.pop("invoices_finalized", 0)
-        result.transitions += transitions
-        result.invoices_created += issued
-        result.invoices_finalized += finalized
-        if progress and count:
-            progress(phase, count)
+        try:
+            with _no_collection(), db.transaction(org) as session:
+                count, transitions, next_after = phase.work(session, org, after, None)
+                issued = session.info.pop("invoices_issued", 0)
+                finalized = session.info.pop("invoices_finalized", 0)
+        except Exception as exc:
+            log.info("billing_chunk_failed", org_id=org, phase=phase.name, error=_message(exc))
+            count, next_after = _isolate(db, org, chunk, phase, after, result, progress)
+        else:
+            result.transitions += transitions
+            result.invoices_created += issued
+            result.invoices_finalized += finalized
+            if progress and count:
+                progress(phase.name, count)
+        after = next_after
         if count < chunk:
             return
+
+
+def _isolate(
+    db: Database,
+    org: str,
+    chunk: int,
+    phase: Phase,
+    after: Cursor,
+    result: RunResult,
+    progress: Progress | None,
+) -> tuple[int, Cursor]:
+    """The rows of a failed chunk, one transaction each: those that bill are billed, one
+    that still fails is skipped and recorded (``phase.failed``: the subscription's
+    ``billing_error``, retried by later runs with backoff). Returns (rows, last key)."""
+    with db.transaction(org) as session:
+        keys = phase.keys(session, org, after, chunk)
+    for key in keys:
+        try:
+            with _no_collection(), db.transaction(org) as session:
+                _, transitions, _ = phase.work(session, org, None, key[1])
+                issued = session.info.pop("invoices_issued", 0)
+                finalized = session.info.pop("invoices_finalized", 0)
+        except Exception as exc:
+            phase.failed(org, key[1], exc)
+            result.failed += 1
+        else:
+            result.transitions += transitions
+            result.invoices_created += issued
+            result.invoices_finalized += finalized
+        if progress:
+            progress(phase.name, 1)
+    return len(keys), (keys[-1] if keys else after)
 
 
 @contextmanager
@@ -275,7 +428,13 @@ def refresh_statistics(db: Database) -> int:
 
 
 def _due_subscriptions(
-    session: Session, org_id: str, as_of: datetime, limit: int, after: Cursor
+    session: Session,
+    org_id: str,
+    as_of: datetime,
+    limit: int,
+    after: Cursor,
+    now: datetime,
+    only: str | None,
 ) -> list[Subscription]:
     return list(
         session.scalars(
@@ -285,6 +444,8 @@ def _due_subscriptions(
                 Subscription.next_action_at <= as_of,
                 bulk.after_key((Subscription.next_action_at, Subscription.id), after),
                 ~_on_test_clock(Subscription),  # type: ignore[operator]
+                bulk.retry_due(now),
+                Subscription.id == only if only is not None else true(),
             )
             .order_by(Subscription.next_action_at, Subscription.id)
             .limit(limit)
@@ -294,7 +455,12 @@ def _due_subscriptions(
 
 
 def _due_drafts(
-    session: Session, org_id: str, as_of: datetime, limit: int, after: Cursor
+    session: Session,
+    org_id: str,
+    as_of: datetime,
+    limit: int,
+    after: Cursor,
+    only: str | None,
 ) -> list[Invoice]:
     return list(
         session.scalars(
@@ -305,6 +471,7 @@ def _due_drafts(
                 Invoice.finalize_at <= as_of,
                 bulk.after_key((Invoice.finalize_at, Invoice.id), after),
                 ~_on_test_clock(Invoice),  # type: ignore[operator]
+                Invoice.id == only if only is not None else true(),
             )
             .order_by(Invoice.finalize_at, Invoice.id)
             .limit(limit)

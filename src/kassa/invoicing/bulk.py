@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import Row, Table, select, true, tuple_
+from sqlalchemy import Row, Table, or_, select, true, tuple_, update
 from sqlalchemy.orm import Session
 
 from kassa.catalog import plans
@@ -111,6 +111,8 @@ class SubState:
     entitlement_overrides: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    billing_error: dict[str, Any] | None
+    billing_retry_at: datetime | None
 
 
 # SubState takes a row of _SUB_COLUMNS positionally
@@ -284,13 +286,21 @@ def after_key(columns: tuple[Any, Any], after: tuple[datetime, str] | None) -> A
     return tuple_(*columns) > tuple_(*after)
 
 
+def retry_due(now: datetime) -> Any:
+    """Not waiting out the backoff of a recorded billing error (``billing_retry_at``)."""
+    return or_(Subscription.billing_retry_at.is_(None), Subscription.billing_retry_at <= now)
+
+
 def due_subscriptions(
     session: Session, org_id: str, as_of: datetime, limit: int, not_on_test_clock: Any,
-    after: tuple[datetime, str] | None = None,
+    after: tuple[datetime, str] | None = None, *, now: datetime | None = None,
+    only: str | None = None,
 ) -> list[SubState]:  # fmt: skip
-    """A locked chunk of due subscriptions, in due order, past ``after`` (billing's cursor).
-    Columns, not entities, executed on the connection: plain rows, without the ORM's
-    loading layer (a sixth of the time a chunk's thousand rows took)."""
+    """A locked chunk of due subscriptions, in due order, past ``after`` (billing's cursor),
+    but those waiting out a billing error's backoff at ``now`` (default ``as_of``); ``only``:
+    just that one (a failed chunk retried one subscription at a time). Columns, not
+    entities, executed on the connection: plain rows, without the ORM's loading layer (a
+    sixth of the time a chunk's thousand rows took)."""
     rows = session.connection().execute(
         select(*_SUB_COLUMNS)
         .where(
@@ -298,6 +308,8 @@ def due_subscriptions(
             Subscription.next_action_at <= as_of,
             after_key((Subscription.next_action_at, Subscription.id), after),
             not_on_test_clock,
+            retry_due(now or as_of),
+            Subscription.id == only if only is not None else true(),
         )
         .order_by(Subscription.next_action_at, Subscription.id)
         .limit(limit)
@@ -494,6 +506,7 @@ def _bill_plain(chunk: Chunk, subs: Sequence[SubState], as_of: datetime, clock: 
                 adj.invoiced_at = invoiced_at[adj.id]
     event_rows: list[tuple[str, dict[str, Any], datetime, int | None]] = []
     rolls = []
+    cleared: list[str] = []
     for s in subs:
         event_rows += invoice_events.get(s.id, [])
         (plan_id, version, quantity), period = _rolled(chunk, s)
@@ -504,6 +517,9 @@ def _bill_plain(chunk: Chunk, subs: Sequence[SubState], as_of: datetime, clock: 
         s.next_action_at = period[1]
         s.coupon_periods_used += s.id in coupon_used
         s.updated_at = now
+        if s.billing_error is not None:  # billed again: the recorded error is over
+            cleared.append(s.id)
+            s.billing_error = s.billing_retry_at = None
         event_rows.append(("subscription.updated", _sub_event(chunk, s), at, None))
         rolls.append((s.id, *(getattr(s, c) for c in _ROLL_COLUMNS)))
     session.flush()
@@ -512,6 +528,12 @@ def _bill_plain(chunk: Chunk, subs: Sequence[SubState], as_of: datetime, clock: 
         rolls, consts={"org_id": org.id, "updated_at": now},
     )  # fmt: skip
     assert changed == len(rolls), (changed, len(rolls))
+    if cleared:
+        session.execute(
+            update(Subscription)
+            .where(Subscription.org_id == org.id, Subscription.id.in_(cleared))
+            .values(billing_error=None, billing_retry_at=None)
+        )
     staged_invoices = bulk.stage(
         _INVOICES, _ISSUE_COLUMNS, rows,
         consts={"org_id": org.id, "created_at": now, "updated_at": now, "seller": seller},
@@ -720,15 +742,17 @@ _LINE_READ = (
 
 def finalize_drafts(
     session: Session, org_id: str, as_of: datetime, limit: int, not_on_test_clock: Any,
-    clock: Clock, after: tuple[datetime, str] | None = None,
+    clock: Clock, after: tuple[datetime, str] | None = None, *, only: str | None = None,
 ) -> tuple[int, tuple[datetime, str] | None]:  # fmt: skip
     """Finalize a locked chunk of due drafts past ``after`` (``service.finalize`` for each,
-    in order); returns how many drafts the chunk had and the last one's (due time, id)."""
+    in order); returns how many drafts the chunk had and the last one's (due time, id).
+    ``only``: just that draft (a failed chunk retried one draft at a time)."""
     drafts = session.execute(
         select(*_DRAFT_COLUMNS, Invoice.finalize_at)
         .where(
             Invoice.org_id == org_id, Invoice.status == "draft", Invoice.finalize_at <= as_of,
             after_key((Invoice.finalize_at, Invoice.id), after), not_on_test_clock,
+            Invoice.id == only if only is not None else true(),
         )
         .order_by(Invoice.finalize_at, Invoice.id)
         .limit(limit)

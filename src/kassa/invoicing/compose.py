@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from kassa.catalog import coupons, plans
 from kassa.catalog.models import Coupon, Plan, PlanVersion
+from kassa.core.errors import Conflict
 from kassa.core.money import multiply, round_minor
 from kassa.customers.models import Customer
 from kassa.ledger import postings as accounts
@@ -36,6 +37,22 @@ from kassa.subscriptions.models import Adjustment, Subscription
 from kassa.tax import rules as tax
 
 Point = Literal["start", "period_end", "final"]
+
+# The largest amount (minor units) an invoice line or an invoice's net sum may reach: 15
+# digits (10 trillion in a 2-decimal currency). The columns are bigint (about 9.2e18);
+# the headroom keeps tax, totals, credit and ledger balances inside them too.
+MAX_AMOUNT = 10**15 - 1
+
+
+class AmountOutOfRange(Conflict):
+    """A billing error, not a crash: what the subscription's usage or fees come to cannot
+    be billed (beyond ``MAX_AMOUNT``, or beyond exact decimal arithmetic). The billing run
+    records it on the subscription (``billing_error``) and bills everything else."""
+
+    code = "amount_out_of_range"
+    title = "An amount is beyond what an invoice can hold"
+
+
 UsageSource = Callable[[Session, Subscription, datetime, datetime], Mapping[str, Usage]]
 
 
@@ -320,7 +337,18 @@ def rate_usage(
     start, end = period
     lines = []
     for charge in pricing.charges:
-        rated = rate_charge(charge, usage.get(charge.meter, NO_USAGE))
+        try:
+            rated = rate_charge(charge, usage.get(charge.meter, NO_USAGE))
+        except ArithmeticError:  # decimal's Inexact/Overflow/InvalidOperation, OverflowError
+            raise AmountOutOfRange(
+                detail=f"The usage of meter {charge.meter} cannot be rated exactly "
+                f"(the amount is beyond {MAX_AMOUNT} minor units)."
+            ) from None
+        if not -MAX_AMOUNT <= rated.amount <= MAX_AMOUNT:
+            raise AmountOutOfRange(
+                detail=f"The usage of meter {charge.meter} comes to {rated.amount} minor units,"
+                f" beyond {MAX_AMOUNT}."
+            )
         lines.append(
             Line("usage", charge.name or charge.meter, rated.quantity, rated.unit_amount,
                  rated.amount, revenue, start, end, charge.meter)
@@ -339,5 +367,21 @@ def usage_lines(
 
 
 def tax_rows(decision: tax.TaxDecision, lines: list[Line]) -> list[tax.TaxLine]:
-    """The tax breakdown of lines that share one decision: one row, on their sum."""
-    return tax.compute_tax([(decision, sum(line.amount for line in lines))]) if lines else []
+    """The tax breakdown of lines that share one decision: one row, on their sum. Every
+    invoice total (issued, re-rated, previewed) is computed from these, so the amounts are
+    bounded here: ``AmountOutOfRange`` beyond ``MAX_AMOUNT``."""
+    if not lines:
+        return []
+    net = 0
+    for line in lines:
+        if not -MAX_AMOUNT <= line.amount <= MAX_AMOUNT:
+            raise AmountOutOfRange(
+                detail=f"The line {line.description!r} comes to {line.amount} minor units,"
+                f" beyond {MAX_AMOUNT}."
+            )
+        net += line.amount
+    if not -MAX_AMOUNT <= net <= MAX_AMOUNT:
+        raise AmountOutOfRange(
+            detail=f"The invoice's lines come to {net} minor units, beyond {MAX_AMOUNT}."
+        )
+    return tax.compute_tax([(decision, net)])

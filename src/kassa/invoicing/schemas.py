@@ -113,6 +113,11 @@ class BillingRun(BaseModel):
     transitions: int
     invoices_created: int
     invoices_finalized: int
+    subscriptions_failed: int = Field(
+        default=0,
+        description="Subscriptions this run could not bill: skipped and recorded"
+        " (their billing_error), retried by later runs with backoff",
+    )
 
 
 class CreditLineIn(Strict):

@@ -18,13 +18,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kassa.core.clock import Clock
+from kassa.core.errors import field_error
 from kassa.customers.models import Customer
 from kassa.invoicing import compose
 from kassa.invoicing import service as invoicing
-from kassa.subscriptions import support
+from kassa.subscriptions import limits, support
 from kassa.subscriptions.models import Subscription
-
-MAX_STEPS = 100_000  # a runaway guard, far above any real catch-up
 
 
 def _roll(session: Session, sub: Subscription, tz: str) -> None:
@@ -103,32 +102,52 @@ def step(
 
 def advance(
     session: Session, sub: Subscription, until: datetime, clock: Clock, *,
-    finalize_by: datetime | None = None,
+    finalize_by: datetime | None = None, limit: int | None = None,
 ) -> int:  # fmt: skip
-    """Run every transition of one subscription due at or before ``until`` (``finalize_by``:
-    see ``step``)."""
+    """Run the transitions of one subscription due at or before ``until``, in time order,
+    at most ``limit`` of them (default: ``KASSA_MAX_CATCHUP_PERIODS_PER_STEP``): one request
+    or one chunk of a billing run does bounded work. What is left stays due
+    (``next_action_at <= until``: ``behind``), so the billing run's next chunks (or the test
+    clock's next advance) take it up where this left it; each step is idempotent, so nothing
+    is billed twice or skipped. ``finalize_by``: see ``step``."""
+    cap = limits.get().catchup_per_step if limit is None else limit
     steps = 0
-    while sub.next_action_at is not None and sub.next_action_at <= until:
+    while steps < cap and behind(sub, until):
         step(session, sub, clock, finalize_by=finalize_by)
         steps += 1
-        if steps > MAX_STEPS:
-            raise RuntimeError(f"subscription {sub.id} did not settle")
+    if steps and sub.billing_error is not None:  # billed again: the recorded error is over
+        sub.billing_error = sub.billing_retry_at = None
+        session.flush()
     return steps
+
+
+def behind(sub: Subscription, until: datetime) -> bool:
+    """Whether a transition of ``sub`` is due at or before ``until``."""
+    return sub.next_action_at is not None and sub.next_action_at <= until
 
 
 def _earliest_first(
     session: Session, subs: Sequence[Subscription], until: datetime, clock: Clock
 ) -> int:
-    """Interleave several subscriptions' transitions strictly in time order."""
+    """Interleave several subscriptions' transitions strictly in time order, at most
+    ``KASSA_MAX_CLOCK_ADVANCE_TRANSITIONS`` of them: an advance that needs more is refused
+    (422 naming ``frozen_time``; the caller's transaction rolls back what it did), so one
+    request does bounded work: advance in smaller steps."""
+    cap = limits.get().clock_advance_transitions
     steps = 0
-    pending = [s for s in subs if s.next_action_at is not None and s.next_action_at <= until]
+    pending = [s for s in subs if behind(s, until)]
     while pending:
+        if steps >= cap:
+            raise field_error(
+                "frozen_time",
+                f"this advance needs more than {cap} subscription transitions; advance the"
+                " clock in smaller steps",
+                code="clock_advance_too_large",
+            )
         sub = min(pending, key=lambda s: (s.next_action_at, s.id))
         step(session, sub, clock)
         steps += 1
-        pending = [s for s in subs if s.next_action_at is not None and s.next_action_at <= until]
-        if steps > MAX_STEPS:
-            raise RuntimeError("test clock did not settle")
+        pending = [s for s in subs if behind(s, until)]
     return steps
 
 

@@ -54,6 +54,10 @@ class Subscription(TenantOwned, Base):
     entitlement_overrides: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # the last billing failure a run recorded (code, message, first_failed_at,
+    # last_failed_at, attempts, next_attempt_at) and when runs try again (migration 0014)
+    billing_error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    billing_retry_at: Mapped[datetime | None]
 
 
 class Adjustment(TenantOwned, Base):

@@ -14,9 +14,17 @@ Status = Literal["scheduled", "trialing", "active", "past_due", "suspended", "pa
 class SubscriptionIn(Strict):
     customer: str = Field(min_length=1, max_length=255, description="Customer id or external_id")
     plan: str = Field(min_length=1, max_length=100, description="Plan id or code")
-    start_at: AwareDatetime | None = None
+    start_at: AwareDatetime | None = Field(
+        default=None,
+        description="Default now. At most KASSA_MAX_BACKDATE_DAYS (366) days back and"
+        " KASSA_MAX_FUTURE_START_DAYS (1827) ahead, else 422 out_of_range. A back-dated start"
+        " catches up at most KASSA_MAX_CATCHUP_PERIODS_PER_STEP (24) periods in the request;"
+        " the billing run bills the rest",
+    )
     billing_anchor: AwareDatetime | None = Field(
-        default=None, description="A period boundary; must fall within one interval after start"
+        default=None,
+        description="A period boundary; must fall within one interval after start"
+        " (and between 1970 and 2200)",
     )
     trial_days: int | None = Field(default=None, ge=0, le=730)
     coupon: str | None = Field(default=None, max_length=100, description="Coupon id or code")
@@ -47,6 +55,18 @@ class PendingChange(BaseModel):
     quantity: int
 
 
+class BillingError(BaseModel):
+    """Why the billing run could not bill this subscription; later runs retry it (backoff)
+    and a success clears it."""
+
+    code: str = Field(description="Stable error code, e.g. amount_out_of_range")
+    message: str
+    first_failed_at: datetime
+    last_failed_at: datetime
+    attempts: int
+    next_attempt_at: datetime
+
+
 class Subscription(BaseModel):
     id: str
     object: Literal["subscription"] = "subscription"
@@ -71,6 +91,9 @@ class Subscription(BaseModel):
     metadata: dict[str, str]
     entitlement_overrides: dict[str, Any]
     created_at: datetime
+    billing_error: BillingError | None = Field(
+        default=None, description="Set while billing runs fail on this subscription"
+    )
 
 
 class InvoiceLine(BaseModel):

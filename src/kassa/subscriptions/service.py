@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,11 +19,11 @@ from kassa.core.money import round_minor
 from kassa.core.pagination import paginate
 from kassa.customers import service as customers
 from kassa.invoicing import service as invoicing
-from kassa.subscriptions import engine, rules, support
+from kassa.subscriptions import engine, limits, rules, support
 from kassa.subscriptions.models import Adjustment, Subscription
 from kassa.subscriptions.schemas import ChangeIn, SubscriptionIn, SubscriptionPatch
 from kassa.subscriptions.schemas import Subscription as SubscriptionOut
-from kassa.subscriptions.support import InvalidTransition, load, to_schema
+from kassa.subscriptions.support import CatchingUp, InvalidTransition, load, to_schema
 
 LIVE = ("scheduled", "trialing", "active", "past_due", "suspended", "paused")
 
@@ -31,10 +31,42 @@ LIVE = ("scheduled", "trialing", "active", "past_due", "suspended", "paused")
 def current(session: Session, org_id: str, sub_id: str, clock: Clock) -> Subscription:
     """The subscription locked and caught up with its customer's now: transitions already
     due (a period that ended a moment ago) happen first, so a change or a preview always
-    works on the period that is current."""
+    works on the period that is current. A subscription further behind than one request
+    may catch up (``engine.advance``'s bound) is being caught up by the billing run (or the
+    next test-clock advance): 409 ``subscription_catching_up`` until then."""
     sub = load(session, org_id, sub_id, lock=True)
-    engine.advance(session, sub, _now(session, sub, clock), clock)
+    now = _now(session, sub, clock)
+    engine.advance(session, sub, now, clock)
+    if engine.behind(sub, now):
+        raise CatchingUp()
     return sub
+
+
+def _check_start(start: datetime | None, anchor: datetime | None, now: datetime) -> None:
+    """Back-dating and future starts within the documented bounds (422 naming the field):
+    a start long ago would make one request catch up thousands of periods."""
+    bounds = limits.get()
+    if start is not None:
+        if start < now - bounds.max_backdate:
+            raise field_error(
+                "start_at",
+                f"must not be more than {bounds.max_backdate.days} days in the past"
+                " (KASSA_MAX_BACKDATE_DAYS)",
+                code="out_of_range",
+            )
+        if start > now + bounds.max_future_start:
+            raise field_error(
+                "start_at",
+                f"must not be more than {bounds.max_future_start.days} days in the future"
+                " (KASSA_MAX_FUTURE_START_DAYS)",
+                code="out_of_range",
+            )
+    if anchor is not None and not limits.in_range(anchor):
+        raise field_error(
+            "billing_anchor",
+            f"must lie between {limits.EARLIEST.date()} and {limits.LATEST.date()}",
+            code="out_of_range",
+        )
 
 
 def create(
@@ -47,6 +79,7 @@ def create(
         raise field_error("plan", "no such plan") from None
     version = plans.version_of(session, plan)
     now = customers.now_for(session, customer, clock)
+    _check_start(data.start_at, data.billing_anchor, now)
     tz = support.timezone_of(session, customer)
     interval = support.interval_of(plan)
     start = data.start_at or now
@@ -87,7 +120,9 @@ def create(
     support.emit(session, clock, sub, "subscription.created", start)
     if status == "active" and version.pay_in_advance:
         invoicing.issue_for_subscription(session, sub, "start", now, clock)
-    engine.advance(session, sub, now, clock)  # a back-dated start catches up at once
+    # a back-dated start catches up at once, up to the per-request bound; the billing run
+    # (or the test clock's next advance) catches up the rest, in bounded steps
+    engine.advance(session, sub, now, clock)
     return sub
 
 
@@ -286,21 +321,35 @@ def patch(
 def migrate_plan_version(
     session: Session, principal: Principal, plan: Plan, from_version: int, to_version: int,
     effective: str, clock: Clock,
-) -> int:  # fmt: skip
-    """Move running subscriptions from one version of a plan to another."""
-    ids = session.scalars(
-        select(Subscription.id)
-        .where(
-            Subscription.org_id == principal.org_id,
-            Subscription.plan_id == plan.id,
-            Subscription.plan_version == from_version,
-            Subscription.status.in_(LIVE),
+) -> tuple[int, bool]:  # fmt: skip
+    """Move running subscriptions from one version of a plan to another, at most
+    ``KASSA_MAX_PLAN_MIGRATION_PER_REQUEST`` of them per call (bounded work per request):
+    returns (how many moved, whether more are left: call again). Repeating is safe: a
+    subscription moved (or with the move pending at its period end) is not taken again.
+    One still catching up on past periods is left for a later call."""
+    bound = limits.get().plan_migration_per_request
+    stmt = select(Subscription.id).where(
+        Subscription.org_id == principal.org_id,
+        Subscription.plan_id == plan.id,
+        Subscription.plan_version == from_version,
+        Subscription.status.in_(LIVE),
+    )
+    if effective == "period_end":
+        stmt = stmt.where(
+            (Subscription.pending_plan_id.is_distinct_from(plan.id))
+            | (Subscription.pending_plan_version.is_distinct_from(to_version))
         )
-        .order_by(Subscription.id)
-    ).all()
+    ids = session.scalars(stmt.order_by(Subscription.id).limit(bound + 1)).all()
+    has_more = len(ids) > bound
     target = plans.version_of(session, plan, to_version)
-    for sub_id in ids:
-        sub = current(session, principal.org_id, sub_id, clock)
+    moved = 0
+    for sub_id in ids[:bound]:
+        sub = load(session, principal.org_id, sub_id, lock=True)
+        now = _now(session, sub, clock)
+        engine.advance(session, sub, now, clock)
+        if engine.behind(sub, now):
+            has_more = True  # catching up in the billing run: a later call moves it
+            continue
         if effective == "period_end":
             sub.pending_plan_id, sub.pending_plan_version = plan.id, to_version
             sub.pending_quantity = sub.pending_quantity or sub.quantity
@@ -315,7 +364,8 @@ def migrate_plan_version(
         sub.updated_at = clock.now()
         session.flush()
         support.emit(session, clock, sub, "subscription.updated", _now(session, sub, clock))
-    return len(ids)
+        moved += 1
+    return moved, has_more
 
 
 def has_live_subscriptions(session: Session, org_id: str, customer_id: str) -> bool:
@@ -376,3 +426,50 @@ def current_subscription_for_meter(
         .order_by(Subscription.id)
         .limit(1)
     ).first()
+
+
+def _iso(at: datetime) -> str:
+    """As the API writes times (RFC 3339, UTC as "Z"): ``billing_error`` is shown as is."""
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def record_billing_failure(
+    session: Session, org_id: str, sub_id: str, code: str, message: str, clock: Clock
+) -> Subscription | None:
+    """Record that billing ``sub_id`` failed (a run skipped it): ``billing_error`` with
+    first/last failure and attempts, the next attempt after a backoff
+    (``limits.retry_after``), and the event ``subscription.billing_failed``. None when the
+    subscription is gone or held by another worker (it records its own outcome)."""
+    sub = session.scalars(
+        select(Subscription)
+        .where(Subscription.org_id == org_id, Subscription.id == sub_id)
+        .with_for_update(skip_locked=True)
+    ).one_or_none()
+    if sub is None:
+        return None
+    now = clock.now()
+    previous = sub.billing_error or {}
+    attempts = int(previous.get("attempts", 0)) + 1
+    retry_at = now + limits.get().retry_after(attempts)
+    sub.billing_error = {
+        "code": code,
+        "message": message[:500],
+        "first_failed_at": previous.get("first_failed_at") or _iso(now),
+        "last_failed_at": _iso(now),
+        "attempts": attempts,
+        "next_attempt_at": _iso(retry_at),
+    }
+    sub.billing_retry_at = retry_at
+    sub.updated_at = now
+    session.flush()
+    support.emit(session, clock, sub, "subscription.billing_failed", now)
+    return sub
+
+
+def billing_errors(session: Session, org_id: str) -> Sequence[Subscription]:
+    """The organization's subscriptions with a recorded billing error, oldest first."""
+    return session.scalars(
+        select(Subscription)
+        .where(Subscription.org_id == org_id, Subscription.billing_error.is_not(None))
+        .order_by(Subscription.id)
+    ).all()

@@ -38,6 +38,19 @@ class InvalidTransition(Conflict):
     title = "The subscription cannot do that in its current status"
 
 
+class CatchingUp(Conflict):
+    code = "subscription_catching_up"
+    title = "The subscription is catching up on past billing periods"
+
+    def __post_init__(self) -> None:
+        self.detail = self.detail or (
+            "More billing periods are due than one request catches up; the billing run (or"
+            " the test clock's next advance) bills them in bounded steps. Retry shortly."
+        )
+        self.headers.setdefault("Retry-After", "60")
+        super().__post_init__()
+
+
 def load(session: Session, org_id: str, sub_id: str, *, lock: bool = False) -> Subscription:
     """A subscription of this org as stored; ``service.current`` also catches it up."""
     if not looks_like_id(sub_id, "sub"):
@@ -160,6 +173,7 @@ def _view(sub: Subscription, plan: Plan, pending_plan_id: str) -> dict[str, Any]
         "canceled_at": sub.canceled_at, "ended_at": sub.ended_at, "paused_at": sub.paused_at,
         "pending_change": pending, "metadata": sub.metadata_,
         "entitlement_overrides": sub.entitlement_overrides, "created_at": sub.created_at,
+        "billing_error": sub.billing_error,
     }  # fmt: skip
 
 

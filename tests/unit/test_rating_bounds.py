@@ -12,10 +12,11 @@ from kassa.metering.rules import MAX_VALUE_EXCLUSIVE
 from kassa.pricing import AmountOutOfRange, Usage, parse_charge, rate_charge
 
 HUGE = ["1e308", "123456789012345678901234567890123456789012345678901234567890.5", "1e70"]
+TIERS = [{"up_to": 10, "unit_amount": "3"}, {"up_to": None, "unit_amount": "0.7"}]
 MODELS = [
     ("per_unit", {"unit_amount": "0.123456789012"}),
-    ("graduated", {"tiers": [{"up_to": 10, "unit_amount": "3"}, {"up_to": None, "unit_amount": "0.5"}]}),
-    ("volume", {"tiers": [{"up_to": 10, "unit_amount": "3"}, {"up_to": None, "unit_amount": "0.7"}]}),
+    ("graduated", {"tiers": TIERS}),
+    ("volume", {"tiers": TIERS}),
     ("package", {"package_size": 3, "package_amount": 1000}),
     ("percentage", {"rate": "2.9"}),
 ]

@@ -56,22 +56,26 @@ class Settings(BaseSettings):
     request_statement_timeout_ms: int = Field(default=5_000, ge=100, le=3_600_000)
     request_lock_timeout_ms: int = Field(default=2_000, ge=10, le=3_600_000)
     request_pool_timeout_ms: int = Field(
-        default=2_000, ge=10, le=120_000,
+        default=2_000,
+        ge=10,
+        le=120_000,
         description="How long a request waits for a database connection before a 503.",
-    )  # fmt: skip
+    )
     job_statement_timeout_ms: int = Field(default=120_000, ge=100, le=86_400_000)
     job_lock_timeout_ms: int = Field(default=30_000, ge=10, le=86_400_000)
     org_max_concurrent_requests: int | None = Field(
-        default=None, ge=1,
+        default=None,
+        ge=1,
         description="Database connections one organization's requests may hold at once "
         "(per process). Empty: half the pool size (db_pool_size / 2, at least 1).",
-    )  # fmt: skip
+    )
     org_queue_timeout_ms: int = Field(default=1_500, ge=0, le=60_000)
     max_body_bytes: int = Field(default=1_048_576, ge=1_024)
     max_bulk_body_bytes: int = Field(
-        default=20_971_520, ge=1_024,
+        default=20_971_520,
+        ge=1_024,
         description="Body limit of /v1/events/batch and the CSV imports.",
-    )  # fmt: skip
+    )
 
     @property
     def org_connection_share(self) -> int:

@@ -26,8 +26,13 @@ def setup(client: TestClient) -> tuple[TestClient, Tenant, str]:
 
 def event(customer: str, event_id: str, **properties: Any) -> dict[str, Any]:
     at = datetime.now(UTC) - timedelta(minutes=1)
-    return {"event_id": event_id, "customer": customer, "event_name": "api_calls",
-            "timestamp": at.isoformat(), "properties": properties}  # fmt: skip
+    return {
+        "event_id": event_id,
+        "customer": customer,
+        "event_name": "api_calls",
+        "timestamp": at.isoformat(),
+        "properties": properties,
+    }
 
 
 def one(client: TestClient, tenant: Tenant, body: dict[str, Any]) -> Any:
@@ -69,16 +74,26 @@ def test_a_value_out_of_bounds_is_refused_naming_the_property(
 def test_values_at_the_bounds_are_accepted_exactly(setup: tuple[TestClient, Tenant, str]) -> None:
     client, tenant, _ = setup
     customer = make_customer(client, tenant)["id"]
-    values = ["999999999999999.999999999999", "-999999999999999.999999999999",
-              "1.500000000000000000", "2E+3", 999_999_999_999_999]  # fmt: skip
+    values = [
+        "999999999999999.999999999999",
+        "-999999999999999.999999999999",
+        "1.500000000000000000",
+        "2E+3",
+        999_999_999_999_999,
+    ]
     events = [event(customer, f"ok{i}", n=v) for i, v in enumerate(values)]
     assert rejected(client, tenant, events) == []
     listed = client.get("/v1/events", params={"customer": customer}, headers=tenant.headers).json()[
         "data"
     ]
     stored = {e["event_id"]: e["value"] for e in listed}
-    assert stored == {"ok0": "999999999999999.999999999999", "ok1": "-999999999999999.999999999999",
-                      "ok2": "1.500000000000", "ok3": "2000", "ok4": "999999999999999"}  # fmt: skip
+    assert stored == {
+        "ok0": "999999999999999.999999999999",
+        "ok1": "-999999999999999.999999999999",
+        "ok2": "1.500000000000",
+        "ok3": "2000",
+        "ok4": "999999999999999",
+    }
 
 
 def test_a_raw_non_utf8_byte_in_a_batch_is_a_422(setup: tuple[TestClient, Tenant, str]) -> None:
@@ -123,9 +138,11 @@ def test_events_before_1970_are_refused(setup: tuple[TestClient, Tenant, str]) -
     ],
 )
 def test_event_properties_have_size_caps(
-    setup: tuple[TestClient, Tenant, str], properties: dict[str, Any], field: str | None,
+    setup: tuple[TestClient, Tenant, str],
+    properties: dict[str, Any],
+    field: str | None,
     message: str | None,
-) -> None:  # fmt: skip
+) -> None:
     client, tenant, customer = setup
     response = one(client, tenant, event(customer, "p1", n=1, **properties))
     if field is None:
@@ -150,13 +167,19 @@ def test_a_ten_megabyte_property_is_never_stored(setup: tuple[TestClient, Tenant
 def test_upcoming_invoice_after_a_huge_event_answers(client: TestClient, tenant: Tenant) -> None:
     meter(client, tenant, "gb", "sum", value_property="gb")
     plan = make_plan(
-        client, tenant,
+        client,
+        tenant,
         charges=[{"meter": "gb", "model": "per_unit", "properties": {"unit_amount": "0.3"}}],
-    )  # fmt: skip
+    )
     sub = make_subscription(client, tenant, plan=plan["id"])
     at = datetime.now(UTC) - timedelta(seconds=5)
-    body = {"event_id": "huge", "customer": sub["customer"], "event_name": "gb",
-            "timestamp": at.isoformat(), "properties": {"gb": "1e308"}}  # fmt: skip
+    body = {
+        "event_id": "huge",
+        "customer": sub["customer"],
+        "event_name": "gb",
+        "timestamp": at.isoformat(),
+        "properties": {"gb": "1e308"},
+    }
     assert_field(one(client, tenant, body), 422, "invalid_value", "properties.gb")
     response = client.get(f"/v1/subscriptions/{sub['id']}/upcoming_invoice", headers=tenant.headers)
     assert response.status_code == 200, response.text

@@ -88,9 +88,11 @@ class Database:
         self.job_deadline = job_deadline
         self.request_deadline = request_deadline
         options: dict[str, Any] = {
-            "pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": True,
+            "pool_size": pool_size,
+            "max_overflow": pool_size,
+            "pool_pre_ping": True,
             "json_deserializer": _read_json,
-        }  # fmt: skip
+        }
         self.engine: Engine = create_engine(urls.app, **options)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
         self.api_engine: Engine = create_engine(
@@ -104,11 +106,6 @@ class Database:
         def _request_deadline(session: Session, tx: SessionTransaction, conn: Connection) -> None:
             # fires when the request's transaction first takes its connection
             request_deadline.apply(conn)
-
-    @property
-    def max_api_connections(self) -> int:
-        """What the API pool can hold at once (pool size plus overflow)."""
-        return 2 * self.pool_size
 
     def session(self) -> Session:
         return self.sessionmaker()

@@ -196,12 +196,8 @@ def ingest(
         if len(properties) > MAX_PROPERTIES_BYTES // 4 and (
             len(properties.encode()) > MAX_PROPERTIES_BYTES
         ):
-            result.rejected.append(
-                Rejection(
-                    event.position, "invalid_properties",
-                    f"properties: at most {MAX_PROPERTIES_BYTES} bytes as JSON",
-                )
-            )  # fmt: skip
+            message = f"properties: at most {MAX_PROPERTIES_BYTES} bytes as JSON"
+            result.rejected.append(Rejection(event.position, "invalid_properties", message))
             continue
         events.append(event)
         rows.append(

@@ -304,9 +304,10 @@ def _checked(
             value = bounded(value)
             if value is None:
                 return Rejection(
-                    index, "invalid_value", f"properties.{meter.value_property}: must be "
-                    f"{VALUE_BOUNDS}",
-                )  # fmt: skip
+                    index,
+                    "invalid_value",
+                    f"properties.{meter.value_property}: must be {VALUE_BOUNDS}",
+                )
     fault = property_fault(properties, check_nul)
     if fault is not None:
         return Rejection(index, "invalid_properties", fault)

@@ -15,7 +15,7 @@ from kassa import __version__
 from kassa.catalog import api as catalog_api
 from kassa.clocks import api as clocks_api
 from kassa.core.http import RequestContextMiddleware, TransactionMiddleware, install_error_handlers
-from kassa.core.limits import BodyLimitMiddleware, ConnectionShare
+from kassa.core.limits import BodyLimitMiddleware, ConnectionShare, document_limit_responses
 from kassa.customers import api as customers_api
 from kassa.identity import api as identity_api
 from kassa.invoicing import api as invoicing_api
@@ -53,6 +53,7 @@ def install_limits(app: FastAPI, rt: Runtime) -> None:
     app.state.connection_share = ConnectionShare(
         s.org_connection_share, s.org_queue_timeout_ms / 1000
     )
+    document_limit_responses(app)
 
 
 def create_app(rt: Runtime, *, run_worker: bool = False) -> FastAPI:

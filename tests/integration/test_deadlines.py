@@ -133,3 +133,15 @@ def test_jobs_run_under_the_job_deadline_and_it_ends_with_the_transaction(rt: Ru
     with rt.db.api_sessionmaker() as session:
         assert session.execute(text("SHOW statement_timeout")).scalar() == "5s"
         assert session.execute(text("SHOW lock_timeout")).scalar() == "2s"
+
+
+def test_the_limits_answers_are_documented_in_openapi(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    batch = paths["/v1/events/batch"]["post"]["responses"]
+    assert {"413", "429", "503", "504"} <= set(batch)
+    assert batch["413"]["content"]["application/problem+json"]["schema"] == {
+        "$ref": "#/components/schemas/Problem"
+    }
+    me = paths["/v1/me"]["get"]["responses"]
+    assert {"429", "503", "504"} <= set(me) and "413" not in me
+    assert "504" not in paths["/health"]["get"]["responses"]

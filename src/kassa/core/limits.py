@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Mapping
+from typing import Any
 
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -250,3 +252,44 @@ class ConnectionShare:
             pass
         if not queue:
             del self._waiters[key]
+
+
+# --- OpenAPI ------------------------------------------------------------------------------
+
+_DESCRIPTIONS = {
+    "413": "Payload too large: the body exceeds this path's limit (`payload_too_large`)",
+    "429": "Too many requests: a rate limit, or the organization's share of concurrent "
+    "requests (`org_concurrency_limit`); see `Retry-After`",
+    "503": "Busy: a needed row stayed locked (`lock_timeout`) or no database connection "
+    "became free in time (`database_busy`); see `Retry-After`",
+    "504": "A database statement exceeded the request's time limit (`statement_timeout`)",
+}
+
+
+def document_limit_responses(app: FastAPI) -> None:
+    """Declare the limits' answers on every ``/v1`` operation of the OpenAPI document: 503
+    and 504 everywhere, 413 where a body is taken, 429 where the caller authenticates."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for path, operations in schema.get("paths", {}).items():
+            if not path.startswith("/v1/"):
+                continue
+            for operation in operations.values():
+                wanted = ["503", "504"]
+                if "requestBody" in operation:
+                    wanted.append("413")
+                if operation.get("security"):
+                    wanted.append("429")
+                responses = operation.setdefault("responses", {})
+                for status in wanted:
+                    responses.setdefault(
+                        status, {"description": _DESCRIPTIONS[status], "content": problem}
+                    )
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

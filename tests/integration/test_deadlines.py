@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from sqlalchemy import make_url, text
 
 from kassa.app import create_app
@@ -44,6 +45,11 @@ def row_locked(database_url: str, org_id: str, customer_id: str) -> Iterator[Non
         conn.rollback()
 
 
+def refusals(code: str) -> float:
+    value = REGISTRY.get_sample_value("kassa_limit_refusals_total", {"code": code})
+    return value or 0.0
+
+
 def patch(client: TestClient, tenant: Tenant, customer: str) -> Any:
     return client.patch(f"/v1/customers/{customer}", json={"name": "X"}, headers=tenant.headers)
 
@@ -65,9 +71,11 @@ def test_a_lock_wait_past_lock_timeout_answers_503(
     with app_with(database_url, tmp_path, request_lock_timeout_ms=300) as client:
         tenant = signup(client)
         customer = make_customer(client, tenant)["id"]
+        before = refusals("lock_timeout")
         with row_locked(database_url, tenant.org_id, customer):
             response, elapsed = within(3, lambda: patch(client, tenant, customer))
         assert response.status_code == 503, response.text
+        assert refusals("lock_timeout") == before + 1
         assert response.headers["content-type"].startswith("application/problem+json")
         assert response.json()["code"] == "lock_timeout"
         assert response.headers["retry-after"] == "1"

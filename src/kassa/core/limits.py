@@ -23,6 +23,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kassa.core.errors import PROBLEM_CONTENT_TYPE, KassaError
+from kassa.core.metrics import LIMIT_REFUSALS
 
 # --- errors -------------------------------------------------------------------------------
 
@@ -97,6 +98,8 @@ def database_error(exc: BaseException) -> KassaError | None:
 
 
 def problem(err: KassaError, extra_headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """The problem response of a limit's refusal (counted in kassa_limit_refusals_total)."""
+    LIMIT_REFUSALS.labels(err.code).inc()
     headers = {**err.headers, **(extra_headers or {})}
     return JSONResponse(
         err.problem(), status_code=err.status, headers=headers, media_type=PROBLEM_CONTENT_TYPE
@@ -218,6 +221,7 @@ class ConnectionShare:
                 waiter.cancel()
                 self._forget(key, waiter)
             if isinstance(exc, TimeoutError):
+                LIMIT_REFUSALS.labels(OrgConcurrencyLimit.code).inc()
                 raise OrgConcurrencyLimit(
                     detail=f"This organization already has {self.limit} requests in "
                     "progress; retry shortly.",

@@ -20,3 +20,9 @@ JOBS = Counter(
     "Background jobs run by this process, by task and outcome.",
     ["task", "outcome"],
 )
+LIMIT_REFUSALS = Counter(
+    "kassa_limit_refusals_total",
+    "Requests refused by a limit (docs/limits.md), by problem code: payload_too_large, "
+    "org_concurrency_limit, lock_timeout, statement_timeout, database_busy.",
+    ["code"],
+)

@@ -188,17 +188,6 @@ def _item_fault(item: object, check_nul: bool) -> str | None:
     return None
 
 
-def contains_nul(value: object) -> bool:
-    """U+0000 anywhere in a JSON value (PostgreSQL's jsonb and text cannot store it)."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(contains_nul(v) for v in value)
-    return False
-
-
 class EventIn(msgspec.Struct, forbid_unknown_fields=True):
     """An event as the batch endpoint's fast path decodes it: msgspec does the structural
     checks of ``parse_event`` in C. A body that fails them is parsed again the generic way,

@@ -122,11 +122,11 @@ def test_one_org_flooding_slow_requests_does_not_stall_another(
         stop.set()
         for t in threads:
             t.join(90)
+    assert len(b_latencies) >= 20, f"the other org got {len(b_latencies)} answers in 5 s"
     b_latencies.sort()
     p99 = b_latencies[min(len(b_latencies) - 1, int(len(b_latencies) * 0.99))]
     assert set(b_statuses) == {200}, b_statuses
     assert p99 < 1.0, (p99, statistics.mean(b_latencies), len(b_latencies))
-    assert len(b_latencies) >= 20
     assert set(ready) == {200}, ready
     # the flooding org held at most its share of connections, and was told so
     assert max(waiters) <= SHARE, waiters

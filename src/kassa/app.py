@@ -15,6 +15,7 @@ from kassa import __version__
 from kassa.catalog import api as catalog_api
 from kassa.clocks import api as clocks_api
 from kassa.core.http import RequestContextMiddleware, TransactionMiddleware, install_error_handlers
+from kassa.core.limits import BodyLimitMiddleware, ConnectionShare, document_limit_responses
 from kassa.customers import api as customers_api
 from kassa.identity import api as identity_api
 from kassa.identity import invitations_api
@@ -37,6 +38,23 @@ where the token is a member's access token (`POST /v1/auth/login`) or an API key
 def ensure_signing_key(rt: Runtime) -> None:
     with rt.db.transaction() as session:
         rt.keyring.ensure_active(session)
+
+
+# Paths whose bodies are bulk data (sized for their documented maxima: 10 000 events or
+# rows); every other body gets the ordinary limit.
+BULK_PATHS = ("/v1/events/batch", "/v1/events/import", "/v1/meter_readings/import")
+
+
+def install_limits(app: FastAPI, rt: Runtime) -> None:
+    """Body size limits (before parsing and authentication) and each organization's share
+    of the API's database connections (docs/limits.md)."""
+    s = rt.settings
+    bulk = {path: s.max_bulk_body_bytes for path in BULK_PATHS}
+    app.add_middleware(BodyLimitMiddleware, limit=s.max_body_bytes, larger=bulk)
+    app.state.connection_share = ConnectionShare(
+        s.org_connection_share, s.org_queue_timeout_ms / 1000
+    )
+    document_limit_responses(app)
 
 
 def create_app(rt: Runtime, *, run_worker: bool = False) -> FastAPI:
@@ -73,10 +91,11 @@ def create_app(rt: Runtime, *, run_worker: bool = False) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(
         TransactionMiddleware,
-        factory=lambda: rt.db.sessionmaker,
+        factory=lambda: rt.db.api_sessionmaker,
         now=rt.clock.now,
         idempotency_ttl=timedelta(hours=rt.settings.idempotency_ttl_hours),
     )
+    install_limits(app, rt)
     app.add_middleware(RequestContextMiddleware)
     for router in (
         system_api.router,

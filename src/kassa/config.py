@@ -72,6 +72,35 @@ class Settings(BaseSettings):
     max_plan_migration_per_request: int = Field(default=500, ge=1, le=100_000)
     billing_retry_base_seconds: int = Field(default=300, ge=1)
     billing_retry_max_seconds: int = Field(default=86_400, ge=1)
+    # Limits that keep one organization (or one client) from stalling the others: see
+    # docs/limits.md. Timeouts are PostgreSQL's statement_timeout and lock_timeout.
+    request_statement_timeout_ms: int = Field(default=5_000, ge=100, le=3_600_000)
+    request_lock_timeout_ms: int = Field(default=2_000, ge=10, le=3_600_000)
+    request_pool_timeout_ms: int = Field(
+        default=2_000,
+        ge=10,
+        le=120_000,
+        description="How long a request waits for a database connection before a 503.",
+    )
+    job_statement_timeout_ms: int = Field(default=120_000, ge=100, le=86_400_000)
+    job_lock_timeout_ms: int = Field(default=30_000, ge=10, le=86_400_000)
+    org_max_concurrent_requests: int | None = Field(
+        default=None,
+        ge=1,
+        description="Database connections one organization's requests may hold at once "
+        "(per process). Empty: half the pool size (db_pool_size / 2, at least 1).",
+    )
+    org_queue_timeout_ms: int = Field(default=1_500, ge=0, le=60_000)
+    max_body_bytes: int = Field(default=1_048_576, ge=1_024)
+    max_bulk_body_bytes: int = Field(
+        default=20_971_520,
+        ge=1_024,
+        description="Body limit of /v1/events/batch and the CSV imports.",
+    )
+
+    @property
+    def org_connection_share(self) -> int:
+        return self.org_max_concurrent_requests or max(1, self.db_pool_size // 2)
 
     @property
     def documents_path(self) -> Path:

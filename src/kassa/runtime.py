@@ -9,7 +9,7 @@ from datetime import timedelta
 from kassa.config import Settings
 from kassa.core.clock import Clock, SystemClock
 from kassa.core.ratelimit import RateLimiter
-from kassa.db.engine import Database, resolve_urls
+from kassa.db.engine import Database, Deadline, resolve_urls
 from kassa.identity.revocations import SessionRevocations
 from kassa.identity.service import AuthPolicy
 from kassa.identity.tokens import KeyRing
@@ -33,7 +33,15 @@ class Runtime:
     def build(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
         clock = clock or SystemClock()
         limits.configure(settings)
-        db = Database(resolve_urls(settings), pool_size=settings.db_pool_size)
+        db = Database(
+            resolve_urls(settings),
+            pool_size=settings.db_pool_size,
+            request_deadline=Deadline(
+                settings.request_statement_timeout_ms, settings.request_lock_timeout_ms
+            ),
+            job_deadline=Deadline(settings.job_statement_timeout_ms, settings.job_lock_timeout_ms),
+            request_pool_timeout=settings.request_pool_timeout_ms / 1000,
+        )
         access_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
         keyring = KeyRing(
             settings.secret, clock, access_ttl, timedelta(days=settings.signing_key_rotation_days)

@@ -87,10 +87,10 @@ def test_a_faulty_or_oversized_body_takes_the_generic_path() -> None:
 def test_the_fast_path_keeps_decimals_exact() -> None:
     body = (
         b'{"events": [{"event_id": "e", "customer": "c1", "event_name": "gb",'
-        b' "timestamp": "2026-03-01T11:00:00Z", "properties": {"gb": 0.1000000000000000055}}]}'
-    )
+        b' "timestamp": "2026-03-01T11:00:00Z", "properties": {"gb": 123456789012.123456789012}}]}'
+    )  # 27 significant digits (the most the value bounds allow): a float would keep 17
     typed = decode_batch(body)
     assert typed is not None
     parsed = parse_event(typed[0], 0, METERS, NOW, SKEW)
     assert not isinstance(parsed, Rejection)
-    assert str(parsed.value) == "0.1000000000000000055"
+    assert str(parsed.value) == "123456789012.123456789012"

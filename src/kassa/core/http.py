@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kassa.core import idempotency
+from kassa.core import idempotency, limits
 from kassa.core.errors import PROBLEM_CONTENT_TYPE, FieldError, KassaError, NotFound
 from kassa.core.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
@@ -42,6 +42,9 @@ class UnitOfWork:
         self.session: Session | None = None
         self.pending_key: idempotency.PendingKey | None = None
         self.keep_on_error = False
+        # called on the event loop once the connection is back in the pool (e.g. the
+        # organization's connection share, kassa.core.limits)
+        self.on_release: list[Callable[[], None]] = []
 
     def get(self) -> Session:
         if self.session is None:
@@ -60,6 +63,17 @@ class UnitOfWork:
                 session.rollback()
         finally:
             session.close()
+
+    def release_connection(self) -> None:
+        """End the transaction so far (rolled back) and give its connection back; the
+        session starts a new transaction, with a new connection, on its next statement."""
+        if self.session is not None:
+            self.session.rollback()
+
+    def released(self) -> None:
+        callbacks, self.on_release = self.on_release, []
+        for callback in callbacks:
+            callback()
 
 
 class TransactionMiddleware:
@@ -90,6 +104,7 @@ class TransactionMiddleware:
             status = int(message["status"])
             commit = status < 400 or uow.keep_on_error
             await run_in_threadpool(uow.finish, commit)
+            uow.released()
             done = True
             await send(message)
 
@@ -121,6 +136,7 @@ class TransactionMiddleware:
         finally:
             if uow.session is not None:
                 await run_in_threadpool(uow.finish, False)
+            uow.released()
 
     def _store(self, uow: UnitOfWork, status: int, headers: dict[str, str], body: bytes) -> None:
         assert uow.pending_key is not None
@@ -194,7 +210,12 @@ class RequestContextMiddleware:
                 await refusal(scope, receive, wrapped_send)
             else:
                 await self.app(scope, receive, wrapped_send)
-        except Exception:
+        except Exception as exc:
+            deadline = limits.database_error(exc)
+            if deadline is not None and not response_started:
+                log.warning("database_deadline", path=scope.get("path"), code=deadline.code)
+                await limits.problem(deadline)(scope, receive, wrapped_send)
+                return
             log.exception("unhandled_error", path=scope.get("path"))
             if response_started:
                 raise

@@ -25,3 +25,9 @@ BILLING_FAILURES = Counter(
     "Subscriptions (or drafts) a billing run could not bill and recorded, by phase and code.",
     ["phase", "code"],
 )
+LIMIT_REFUSALS = Counter(
+    "kassa_limit_refusals_total",
+    "Requests refused by a limit (docs/limits.md), by problem code: payload_too_large, "
+    "org_concurrency_limit, lock_timeout, statement_timeout, database_busy.",
+    ["code"],
+)

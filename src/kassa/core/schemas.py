@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
+# Metadata caps (Stripe's): 50 keys, keys of 1-40 characters, values of at most 500
 MAX_METADATA_KEYS = 50
+MAX_METADATA_KEY = 40
+MAX_METADATA_VALUE = 500
 
 
 def _has_nul(value: Any) -> bool:
@@ -23,14 +26,27 @@ def _check_metadata(value: dict[str, str]) -> dict[str, str]:
     if len(value) > MAX_METADATA_KEYS:
         raise ValueError(f"at most {MAX_METADATA_KEYS} keys")
     for key, item in value.items():
-        if not 1 <= len(key) <= 40:
-            raise ValueError("keys must be 1 to 40 characters")
-        if len(item) > 500:
-            raise ValueError(f"value of {key!r} exceeds 500 characters")
+        if not 1 <= len(key) <= MAX_METADATA_KEY:
+            raise ValueError(f"keys must be 1 to {MAX_METADATA_KEY} characters")
+        if len(item) > MAX_METADATA_VALUE:
+            raise ValueError(f"value of {key[:40]!r} exceeds {MAX_METADATA_VALUE} characters")
     return value
 
 
-Metadata = Annotated[dict[str, str], AfterValidator(_check_metadata)]
+Metadata = Annotated[
+    dict[str, str],
+    AfterValidator(_check_metadata),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": MAX_METADATA_KEYS,
+            "propertyNames": {"minLength": 1, "maxLength": MAX_METADATA_KEY},
+            "additionalProperties": {"type": "string", "maxLength": MAX_METADATA_VALUE},
+            "description": f"Your key-value pairs: at most {MAX_METADATA_KEYS} keys of 1-"
+            f"{MAX_METADATA_KEY} characters, values of at most {MAX_METADATA_VALUE} characters",
+        }
+    ),
+]
 
 
 class Strict(BaseModel):

@@ -15,6 +15,7 @@ from kassa.core import idempotency
 from kassa.core.context import Principal, Role
 from kassa.core.errors import RateLimited, Unauthorized
 from kassa.core.http import UnitOfWork
+from kassa.core.limits import ConnectionShare
 from kassa.identity import service
 from kassa.identity.errors import InsufficientRole
 from kassa.identity.mails import MailContext
@@ -51,16 +52,38 @@ def public_rate_limit(request: Request, rt: Runtime = Depends(runtime)) -> None:
     rt.limiter.hit(rt.settings.rate_limit_public, "public", client_ip(request))
 
 
-def principal(
+def _authenticate(session: Session, rt: Runtime, token: str) -> Principal:
+    who = service.authenticate(session, rt.keyring, rt.clock, rt.revocations, token)
+    rt.limiter.hit(rt.settings.rate_limit_api, "api", who.org_id, who.actor_id)
+    return who
+
+
+async def principal(
+    request: Request,
     credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
-    session: Session = Depends(db),
+    unit: UnitOfWork = Depends(uow),
     rt: Runtime = Depends(runtime),
 ) -> Principal:
     if credentials is None or not credentials.credentials:
         raise Unauthorized(detail="Send `Authorization: Bearer <access token or API key>`.")
     token = credentials.credentials
-    who = service.authenticate(session, rt.keyring, rt.clock, rt.revocations, token)
-    rt.limiter.hit(rt.settings.rate_limit_api, "api", who.org_id, who.actor_id)
+    who = await run_in_threadpool(_authenticate, unit.get(), rt, token)
+    share: ConnectionShare | None = getattr(request.app.state, "connection_share", None)
+    if share is None:
+        return who
+    if not share.try_acquire(who.org_id):
+        # The organization holds its share of connections: wait without holding one
+        # (the authentication's transaction is given back), then authenticate again.
+        await run_in_threadpool(unit.release_connection)
+        await share.acquire(who.org_id)  # 429 after the wait
+        unit.on_release.append(lambda: share.release(who.org_id))
+        again = await run_in_threadpool(
+            service.authenticate, unit.get(), rt.keyring, rt.clock, rt.revocations, token
+        )
+        if again.org_id != who.org_id:  # pragma: no cover - a token names one organization
+            raise Unauthorized(detail="The credentials changed organization.")
+        return again
+    unit.on_release.append(lambda: share.release(who.org_id))
     return who
 
 

@@ -25,6 +25,7 @@ from kassa.metering import anomaly, late, series
 from kassa.metering.models import UsageEvent
 from kassa.metering.rules import (
     MAX_BATCH,
+    MAX_PROPERTIES_BYTES,
     MeterSpec,
     ParsedEvent,
     Rejection,
@@ -191,11 +192,18 @@ def ingest(
                 )
             )
             continue
+        properties = _json(event.properties)
+        if len(properties) > MAX_PROPERTIES_BYTES // 4 and (
+            len(properties.encode()) > MAX_PROPERTIES_BYTES
+        ):
+            message = f"properties: at most {MAX_PROPERTIES_BYTES} bytes as JSON"
+            result.rejected.append(Rejection(event.position, "invalid_properties", message))
+            continue
         events.append(event)
         rows.append(
             [
                 next(ids), event.event_id, customer_id, event.meter_id, event.event_name,
-                event.timestamp, event.value, event.unique_value, _json(event.properties), False,
+                event.timestamp, event.value, event.unique_value, properties, False,
             ]
         )  # fmt: skip
     corrections = _closed_periods(session, org_id, rows, events, now, result)

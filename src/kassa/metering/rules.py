@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation, localcontext
+from decimal import Context, Decimal, InvalidOperation, localcontext
 from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
@@ -17,6 +17,23 @@ MAX_ID = 255
 MAX_PROPERTIES = 50
 MAX_BATCH = 10_000
 _PRECISION = 60
+# Bounds of every number an event carries (its value and any other property), and of meter
+# readings: a finite decimal with |x| < 10^15 and at most 12 decimal places. Any such value
+# times any unit price (< 10^15 minor units, 12 decimals) is exact in 60 digits, and a
+# period's total of them stays far inside PostgreSQL's numeric (see docs/limits.md).
+MAX_VALUE_EXCLUSIVE = Decimal(10) ** 15
+MAX_VALUE_DECIMALS = 12
+VALUE_BOUNDS = "a finite decimal with absolute value below 10^15 and at most 12 decimal places"
+_INT_BOUND = 10**15
+_Q = Decimal(1).scaleb(-MAX_VALUE_DECIMALS)
+_WIDE = Context(prec=_PRECISION)
+# Size caps of an event's properties (keys, string values, the whole object as JSON)
+MAX_PROPERTY_KEY = 100
+MAX_PROPERTY_STRING = 1_000
+MAX_PROPERTIES_BYTES = 8_192
+EARLIEST_EVENT = datetime(1970, 1, 1, tzinfo=UTC)
+# PostgreSQL accepts UTC offsets up to 15:59 (RFC 3339 allows up to 23:59)
+_MAX_OFFSET = timedelta(hours=15, minutes=59)
 _FIELDS = frozenset({"event_id", "customer", "event_name", "timestamp", "properties"})
 
 
@@ -84,25 +101,91 @@ def to_decimal(value: object) -> Decimal | None:
     return number if number.is_finite() else None
 
 
+def bounded(number: Decimal) -> Decimal | None:
+    """``number`` within the value bounds (without a positive exponent, so PostgreSQL
+    stores it as written), or None when it lies outside them."""
+    if not number.is_finite() or number.copy_abs() >= MAX_VALUE_EXCLUSIVE:
+        return None
+    exp = number.as_tuple().exponent
+    assert isinstance(exp, int)
+    if exp > 0:
+        return number.quantize(_ONE, context=_WIDE)
+    if exp < -MAX_VALUE_DECIMALS:
+        exact = number.quantize(_Q, context=_WIDE)
+        return exact if exact == number else None
+    return number
+
+
+_ONE = Decimal(1)
+
+
 def parse_timestamp(value: object) -> datetime | None:
+    """RFC 3339 with an offset PostgreSQL accepts (at most 15:59), or None."""
     if not isinstance(value, str) or len(value) > 40:
         return None
     try:
         ts = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return ts if ts.tzinfo is not None else None
+    offset = ts.utcoffset()
+    if offset is None or abs(offset) > _MAX_OFFSET:
+        return None
+    try:
+        ts.astimezone(UTC)  # year 1 or 9999 may not survive the trip to UTC
+    except OverflowError:
+        return None
+    return ts
 
 
-def contains_nul(value: object) -> bool:
-    """U+0000 anywhere in a JSON value (PostgreSQL's jsonb and text cannot store it)."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(contains_nul(v) for v in value)
-    return False
+def property_fault(properties: Mapping[str, object], check_nul: bool) -> str | None:
+    """What is wrong with an event's properties (sizes, numbers, NUL), naming the property,
+    or None. Walks nested objects and lists."""
+    for key, item in properties.items():
+        if len(key) > MAX_PROPERTY_KEY:
+            return f"properties: names must be at most {MAX_PROPERTY_KEY} characters"
+        fault = _item_fault(item, check_nul)
+        if fault is not None:
+            return f"properties.{key}: {fault}"
+        if check_nul and "\x00" in key:
+            return "properties: must not contain NUL characters"
+    return None
+
+
+def _item_fault(item: object, check_nul: bool) -> str | None:
+    kind = item.__class__
+    if kind is str:
+        text: str = item  # type: ignore[assignment]
+        if len(text) > MAX_PROPERTY_STRING:
+            return f"strings must be at most {MAX_PROPERTY_STRING} characters"
+        if check_nul and "\x00" in text:
+            return "must not contain NUL characters"
+        return None
+    if kind is int:
+        number: int = item  # type: ignore[assignment]
+        return None if -_INT_BOUND < number < _INT_BOUND else f"numbers must be {VALUE_BOUNDS}"
+    if kind is Decimal or kind is float:
+        decimal = to_decimal(item)
+        return (
+            None
+            if decimal is not None and bounded(decimal) is not None
+            else (f"numbers must be {VALUE_BOUNDS}")
+        )
+    if kind is dict:
+        for key, value in item.items():  # type: ignore[attr-defined]
+            if len(key) > MAX_PROPERTY_KEY:
+                return f"names must be at most {MAX_PROPERTY_KEY} characters"
+            if check_nul and "\x00" in key:
+                return "must not contain NUL characters"
+            fault = _item_fault(value, check_nul)
+            if fault is not None:
+                return fault
+        return None
+    if kind is list:
+        for value in item:  # type: ignore[attr-defined]
+            fault = _item_fault(value, check_nul)
+            if fault is not None:
+                return fault
+    return None
 
 
 class EventIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -137,7 +220,7 @@ def decode_batch(body: bytes) -> list[EventIn] | None:
         return None
     try:
         return _batch_decoder.decode(body).events
-    except (msgspec.DecodeError, RecursionError):
+    except (ValueError, RecursionError):  # msgspec.DecodeError, or bytes that are not UTF-8
         return None
 
 
@@ -191,20 +274,32 @@ def _checked(
         return Rejection(index, "invalid_timestamp", "timestamp: must be RFC 3339 with an offset")
     if ts > now + max_future:
         return Rejection(index, "timestamp_in_future", "timestamp: is in the future")
+    if ts < EARLIEST_EVENT:
+        return Rejection(index, "invalid_timestamp", "timestamp: must not be before 1970")
     if properties is None:
         properties = {}
     if not isinstance(properties, dict) or len(properties) > MAX_PROPERTIES:
         return Rejection(index, "invalid_properties", "properties: must be an object (≤ 50 keys)")
-    if check_nul and contains_nul(properties):
-        return Rejection(index, "invalid_properties", "properties: must not contain NUL characters")
     value: Decimal | None = None
     if meter.value_property is not None:
-        value = to_decimal(properties.get(meter.value_property))
+        raw_value = properties.get(meter.value_property)
+        value = to_decimal(raw_value)
         if value is None and meter.aggregation in VALUE_AGGREGATIONS:
             return Rejection(
                 index, "invalid_value",
                 f"properties.{meter.value_property}: must be a number for this meter",
             )  # fmt: skip
+        if value is not None:
+            value = bounded(value)
+            if value is None:
+                return Rejection(
+                    index,
+                    "invalid_value",
+                    f"properties.{meter.value_property}: must be {VALUE_BOUNDS}",
+                )
+    fault = property_fault(properties, check_nul)
+    if fault is not None:
+        return Rejection(index, "invalid_properties", fault)
     unique: str | None = None
     if meter.unique_property is not None:
         raw_unique = properties.get(meter.unique_property)

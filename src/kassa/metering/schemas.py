@@ -18,7 +18,12 @@ EVENT_SCHEMA: dict[str, Any] = {
                      "description": "Customer id or external_id"},
         "event_name": {"type": "string", "minLength": 1, "maxLength": 100},
         "timestamp": {"type": "string", "format": "date-time"},
-        "properties": {"type": "object", "maxProperties": 50},
+        "properties": {
+            "type": "object", "maxProperties": 50, "propertyNames": {"maxLength": 100},
+            "description": "At most 50 properties and 8 192 bytes as JSON; names of at most "
+            "100 characters, strings of at most 1 000; every number a finite decimal with "
+            "absolute value below 10^15 and at most 12 decimal places",
+        },
     },
 }  # fmt: skip
 BATCH_SCHEMA: dict[str, Any] = {

@@ -3,6 +3,7 @@
 from kassa.pricing.rules import (
     MODELS,
     NO_USAGE,
+    AmountOutOfRange,
     Charge,
     ChargeResult,
     Graduated,
@@ -28,6 +29,7 @@ from kassa.pricing.rules import (
 __all__ = [
     "MODELS",
     "NO_USAGE",
+    "AmountOutOfRange",
     "Charge",
     "ChargeResult",
     "Graduated",

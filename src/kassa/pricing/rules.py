@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Context, Decimal, localcontext
+from decimal import Context, Decimal, DecimalException, localcontext
 from typing import Any, Final, Literal, TypeAlias, get_args
 
 from kassa.core.money import (
@@ -54,6 +54,15 @@ class PricingError(ValueError):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class AmountOutOfRange(PricingError):
+    """The usage is too large (or too finely divided) for this charge's amount to be
+    computed exactly or stored (a bigint of minor units): a clear error, never a rounded
+    or overflowing amount."""
+
+
+MAX_STORABLE_AMOUNT: Final = 2**63 - 1  # the amount columns are bigint minor units
 
 
 # --- data -------------------------------------------------------------------------------
@@ -239,7 +248,22 @@ NO_USAGE: Final = Usage(_ZERO)  # a meter without usage in the period
 
 
 def rate_charge(charge: Charge, usage: Usage) -> ChargeResult:
-    """The amount of one charge for one period's usage, rounded once (half-up)."""
+    """The amount of one charge for one period's usage, rounded once (half-up). Raises
+    ``AmountOutOfRange`` when that amount cannot be computed exactly or stored."""
+    try:
+        result = _rate_charge(charge, usage)
+    except DecimalException:
+        raise AmountOutOfRange(
+            "usage", f"{usage.units} units cannot be rated exactly: the amount is out of range"
+        ) from None
+    if abs(result.amount) > MAX_STORABLE_AMOUNT:
+        raise AmountOutOfRange(
+            "usage", f"{usage.units} units come to {result.amount}, beyond any storable amount"
+        )
+    return result
+
+
+def _rate_charge(charge: Charge, usage: Usage) -> ChargeResult:
     units = max(usage.units, _ZERO)
     props = charge.properties
     unit_amount: Decimal | None = None

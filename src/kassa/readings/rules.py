@@ -35,7 +35,7 @@ QUALITIES: tuple[str, ...] = get_args(Quality)
 # hand, which beats a guess.
 _RANK = {"actual": 0, "manual": 1, "estimated": 2}
 
-MAX_DIGITS = 30
+MAX_DIGITS = 15  # readings are below 10^15 (the bounds of usage values, docs/limits.md)
 MAX_DECIMALS = 12
 MAX_BUCKETS = 1_000_000  # e.g. a year of 1-minute buckets is 527 040: plenty, but bounded
 EVENT_ID_PREFIX = "rd_"

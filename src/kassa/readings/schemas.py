@@ -11,7 +11,7 @@ from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema, field_va
 
 from kassa.core.ids import looks_like_id
 from kassa.core.schemas import Strict
-from kassa.metering.rules import parse_timestamp
+from kassa.metering.rules import MAX_VALUE_EXCLUSIVE, VALUE_BOUNDS, bounded, parse_timestamp
 from kassa.readings.rules import MAX_DIGITS
 
 Quality = Literal["actual", "estimated", "manual"]
@@ -20,6 +20,7 @@ SpreadInterval = Literal["hour", "day"]
 SPREAD_SECONDS: dict[str, int] = {"hour": 3600, "day": 86_400}
 MAX_REGISTER_DECIMALS = 6
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_INT_BOUND = int(MAX_VALUE_EXCLUSIVE)
 
 _DECIMAL = re.compile(r"^[+-]?[0-9]{1,40}(\.[0-9]{1,12})?$")
 _DECIMAL_SCHEMA: dict[str, Any] = {
@@ -36,6 +37,8 @@ def parse_reading_value(value: object) -> Decimal:
     if isinstance(value, bool) or isinstance(value, float):
         raise ValueError("must be a decimal string or an integer, never a float")
     if isinstance(value, int):
+        if not -_INT_BOUND < value < _INT_BOUND:
+            raise ValueError(f"must be {VALUE_BOUNDS}")
         return Decimal(value)
     if isinstance(value, Decimal):
         text = format(value, "f") if value.is_finite() else "nan"
@@ -46,9 +49,12 @@ def parse_reading_value(value: object) -> Decimal:
     if not _DECIMAL.fullmatch(text):
         raise ValueError(f'{text[:50]!r} is not a decimal number such as "12345.6"')
     try:
-        return Decimal(text)
+        number = bounded(Decimal(text))
     except InvalidOperation:  # pragma: no cover - the pattern admits only valid numbers
         raise ValueError(f"{text[:50]!r} is not a decimal number") from None
+    if number is None:
+        raise ValueError(f"must be {VALUE_BOUNDS}")
+    return number
 
 
 def parse_read_at(value: object) -> datetime:

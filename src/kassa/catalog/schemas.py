@@ -6,7 +6,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, Field, ValidationInfo, field_validator
 
 from kassa.core.money import parse_decimal
-from kassa.core.schemas import Metadata, Strict
+from kassa.core.schemas import Amount, Metadata, PositiveAmount, PositiveInt4, Strict
 from kassa.orgs.schemas import check_currency
 
 Aggregation = Literal["count", "sum", "max", "unique_count", "latest", "time_weighted_avg"]
@@ -85,7 +85,7 @@ class ChargeIn(Strict):
     meter: str = Field(min_length=1, max_length=100, description="Meter id or event_name")
     model: Model
     properties: dict[str, Any] = Field(default_factory=dict)
-    min_amount: int | None = Field(default=None, ge=0)
+    min_amount: Amount | None = None
     name: str | None = Field(default=None, max_length=200)
 
 
@@ -104,7 +104,7 @@ class PlanIn(Strict):
     currency: str
     interval: IntervalUnit
     interval_count: int = Field(default=1, ge=1, le=36)
-    amount: int = Field(default=0, ge=0, le=10**13)
+    amount: Amount = 0
     pay_in_advance: bool = True
     trial_days: int = Field(default=0, ge=0, le=730)
     charges: list[ChargeIn] = Field(default_factory=list, max_length=50)
@@ -118,7 +118,7 @@ class PlanPatch(Strict):
     """Every change makes a new version; running subscriptions keep theirs until migrated."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    amount: int | None = Field(default=None, ge=0, le=10**13)
+    amount: Amount | None = None
     pay_in_advance: bool | None = None
     trial_days: int | None = Field(default=None, ge=0, le=730)
     charges: list[ChargeIn] | None = Field(default=None, max_length=50)
@@ -146,8 +146,8 @@ class Plan(BaseModel):
 
 
 class MigrateIn(Strict):
-    from_version: int = Field(ge=1)
-    to_version: int = Field(ge=1)
+    from_version: PositiveInt4
+    to_version: PositiveInt4
     effective: Literal["now", "period_end"] = "period_end"
 
 
@@ -164,11 +164,11 @@ class CouponIn(Strict):
     code: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
     name: str | None = Field(default=None, max_length=200)
     percent_off: str | None = Field(default=None, description='Decimal string, e.g. "12.5"')
-    amount_off: int | None = Field(default=None, ge=1, le=10**13, validate_default=True)
+    amount_off: PositiveAmount | None = Field(default=None, validate_default=True)
     currency: str | None = Field(default=None, validate_default=True)
     duration: Literal["once", "repeating", "forever"]
     duration_in_periods: int | None = Field(default=None, ge=1, le=1200, validate_default=True)
-    max_redemptions: int | None = Field(default=None, ge=1)
+    max_redemptions: PositiveInt4 | None = None
     redeem_by: AwareDatetime | None = None
     metadata: Metadata | None = None
 

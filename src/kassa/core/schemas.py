@@ -6,7 +6,20 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from kassa.core.money import MAX_AMOUNT
+
 MAX_METADATA_KEYS = 50
+
+# Integers are bounded by the column that stores them, so no input can overflow one (a 500).
+INT4_MAX = 2**31 - 1  # PostgreSQL integer: versions, counts, days, seconds
+
+Int4 = Annotated[int, Field(ge=0, le=INT4_MAX)]
+"""A non-negative count stored in an ``integer`` column."""
+PositiveInt4 = Annotated[int, Field(ge=1, le=INT4_MAX)]
+"""A version number, a count of at least one, stored in an ``integer`` column."""
+Amount = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
+"""An amount of money in minor units, at most :data:`MAX_AMOUNT`."""
+PositiveAmount = Annotated[int, Field(ge=1, le=MAX_AMOUNT)]
 
 
 def _has_nul(value: Any) -> bool:

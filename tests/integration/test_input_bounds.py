@@ -1,0 +1,117 @@
+"""Inputs that once answered 500 answer a 4xx problem naming the field, or work (issue 13 §3).
+
+Each test is one reproduction from the probe; the bounds are the ones documented in
+``docs/api-robustness.md``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import Tenant, make_customer, make_plan
+
+INT4_MAX = 2**31 - 1
+
+
+def problem_fields(response: Any) -> list[str]:
+    assert response.headers["content-type"].startswith("application/problem+json"), response.text
+    return [e["field"] for e in response.json().get("errors", [])]
+
+
+@pytest.mark.parametrize("fmt", ["json", "pdf"])
+def test_a_statement_in_an_unknown_currency_is_refused(
+    client: TestClient, tenant: Tenant, fmt: str
+) -> None:
+    customer = make_customer(client, tenant)
+    response = client.get(
+        f"/v1/customers/{customer['id']}/statement",
+        params={"from": "2026-01-01", "to": "2026-01-31", "currency": "000", "format": fmt},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 422, response.text
+    assert problem_fields(response) == ["currency"]
+
+
+def test_a_statement_over_the_whole_calendar_works(client: TestClient, tenant: Tenant) -> None:
+    customer = make_customer(client, tenant, timezone="Pacific/Kiritimati")
+    for fmt in ("json", "pdf"):
+        response = client.get(
+            f"/v1/customers/{customer['id']}/statement",
+            params={"from": "0001-01-01", "to": "9999-12-31", "format": fmt},
+            headers=tenant.headers,
+        )
+        assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/pdf"
+
+
+def test_a_plan_version_beyond_int4_is_not_found(client: TestClient, tenant: Tenant) -> None:
+    plan = make_plan(client, tenant)
+    response = client.get(
+        f"/v1/plans/{plan['code']}", params={"version": 3588257181217}, headers=tenant.headers
+    )
+    assert response.status_code == 422, response.text
+    assert problem_fields(response) == ["version"]
+    response = client.get(
+        f"/v1/plans/{plan['code']}", params={"version": INT4_MAX}, headers=tenant.headers
+    )
+    assert response.status_code == 404, response.text
+
+
+@pytest.mark.parametrize("field", ["from_version", "to_version"])
+def test_a_plan_migration_version_beyond_int4_is_refused(
+    client: TestClient, tenant: Tenant, field: str
+) -> None:
+    plan = make_plan(client, tenant)
+    body = {"from_version": 1, "to_version": 1, "effective": "now", field: 2432902008176639999}
+    response = client.post(f"/v1/plans/{plan['code']}/migrate", json=body, headers=tenant.headers)
+    assert response.status_code == 422, response.text
+    assert problem_fields(response) == [field]
+
+
+def test_a_plan_amount_at_the_schema_maximum_is_stored(client: TestClient, tenant: Tenant) -> None:
+    plan = make_plan(client, tenant, amount=1_000_000_000_000)
+    assert plan["amount"] == 1_000_000_000_000
+    patched = client.patch(
+        f"/v1/plans/{plan['code']}", json={"amount": 1_000_000_000_000 - 1}, headers=tenant.headers
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["amount"] == 1_000_000_000_000 - 1
+    fetched = client.get(f"/v1/plans/{plan['code']}", headers=tenant.headers)
+    assert fetched.json()["amount"] == 1_000_000_000_000 - 1
+
+
+def test_a_plan_amount_above_the_maximum_is_refused(client: TestClient, tenant: Tenant) -> None:
+    response = client.post(
+        "/v1/plans",
+        json={"code": "big", "name": "Big", "currency": "eur", "interval": "month",
+              "amount": 1_000_000_000_001},
+        headers=tenant.headers,
+    )  # fmt: skip
+    assert response.status_code == 422, response.text
+    assert problem_fields(response) == ["amount"]
+
+
+def test_a_coupon_amount_at_the_maximum_is_stored(client: TestClient, tenant: Tenant) -> None:
+    response = client.post(
+        "/v1/coupons",
+        json={"code": "huge", "amount_off": 1_000_000_000_000, "currency": "eur",
+              "duration": "once"},
+        headers=tenant.headers,
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    assert response.json()["amount_off"] == 1_000_000_000_000
+
+
+@pytest.mark.parametrize("value", [1180591620717411303424, INT4_MAX + 1])
+def test_coupon_max_redemptions_beyond_int4_is_refused(
+    client: TestClient, tenant: Tenant, value: int
+) -> None:
+    response = client.post(
+        "/v1/coupons",
+        json={"code": "many", "percent_off": "10", "duration": "once", "max_redemptions": value},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 422, response.text
+    assert problem_fields(response) == ["max_redemptions"]

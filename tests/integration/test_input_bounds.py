@@ -115,3 +115,91 @@ def test_coupon_max_redemptions_beyond_int4_is_refused(
     )
     assert response.status_code == 422, response.text
     assert problem_fields(response) == ["max_redemptions"]
+
+
+# --- exact decimals: a decimal string or a JSON integer, never a float ---------------------
+
+
+def test_a_percent_off_integer_is_accepted_like_a_decimal_string(
+    client: TestClient, tenant: Tenant
+) -> None:
+    response = client.post(
+        "/v1/coupons",
+        json={"code": "FIFTEEN", "percent_off": 15, "duration": "once"},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["percent_off"] == "15"
+
+
+def test_a_percent_off_float_is_refused_with_only_its_own_error(
+    client: TestClient, tenant: Tenant
+) -> None:
+    response = client.post(
+        "/v1/coupons",
+        json={"code": "FLOAT", "percent_off": 15.5, "duration": "once"},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 422, response.text
+    assert problem_fields(response) == ["percent_off"]
+    assert "not a float" in response.json()["errors"][0]["message"]
+
+
+def test_an_invalid_duration_reports_no_false_error_about_periods(
+    client: TestClient, tenant: Tenant
+) -> None:
+    response = client.post(
+        "/v1/coupons",
+        json={"code": "DUR", "percent_off": "5", "duration": "sometimes"},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 422, response.text
+    assert problem_fields(response) == ["duration"]
+
+
+def test_an_anomaly_multiplier_integer_is_accepted(client: TestClient, tenant: Tenant) -> None:
+    response = client.post(
+        "/v1/meters",
+        json={"event_name": "calls", "name": "Calls", "aggregation": "count",
+              "anomaly_multiplier": 3},
+        headers=tenant.headers,
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    assert response.json()["anomaly_multiplier"] == "3"
+    floated = client.post(
+        "/v1/meters",
+        json={"event_name": "calls2", "name": "Calls", "aggregation": "count",
+              "anomaly_multiplier": 3.5},
+        headers=tenant.headers,
+    )  # fmt: skip
+    assert floated.status_code == 422, floated.text
+    assert problem_fields(floated) == ["anomaly_multiplier"]
+
+
+def test_a_one_off_line_quantity_is_exact(client: TestClient, tenant: Tenant) -> None:
+    customer = make_customer(client, tenant)
+    for quantity, status in (("2.5", 201), (3, 201), (2.5, 422)):
+        response = client.post(
+            "/v1/invoices",
+            json={"customer": customer["id"],
+                  "lines": [{"description": "Cleaning", "quantity": quantity,
+                             "unit_amount": 1000}]},
+            headers=tenant.headers,
+        )  # fmt: skip
+        assert response.status_code == status, response.text
+    assert problem_fields(response) == ["lines[0].quantity"]
+
+
+def test_a_one_off_line_beyond_the_money_bound_is_refused(
+    client: TestClient, tenant: Tenant
+) -> None:
+    customer = make_customer(client, tenant)
+    response = client.post(
+        "/v1/invoices",
+        json={"customer": customer["id"],
+              "lines": [{"description": "Too much", "quantity": "999999999999",
+                         "unit_amount": 1_000_000_000_000}]},
+        headers=tenant.headers,
+    )  # fmt: skip
+    assert response.status_code == 422, response.text
+    assert problem_fields(response) == ["lines[0]"]

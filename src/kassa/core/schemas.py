@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+)
 
 from kassa.core.money import MAX_AMOUNT
 
@@ -20,6 +30,45 @@ PositiveInt4 = Annotated[int, Field(ge=1, le=INT4_MAX)]
 Amount = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
 """An amount of money in minor units, at most :data:`MAX_AMOUNT`."""
 PositiveAmount = Annotated[int, Field(ge=1, le=MAX_AMOUNT)]
+
+_PLAIN_DECIMAL = re.compile(r"[+-]?[0-9]{1,30}(\.[0-9]{1,30})?")
+
+
+def _exact_decimal(value: Any) -> Decimal:
+    """A decimal string ("12.5") or an exact JSON integer (15); never a float (0.1 is not
+    exact in binary, so a float is refused with a message saying so), no exponent, NaN or
+    infinity, at most 30 digits on either side of the point."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        raise ValueError('must be a decimal string such as "12.5" or an integer')
+    if isinstance(value, float):
+        raise ValueError('must be a decimal string such as "12.5" or an integer, not a float')
+    if isinstance(value, int):
+        if abs(value) >= 10**30:
+            raise ValueError("must have at most 30 digits")
+        return Decimal(value)
+    text = value.strip() if isinstance(value, str) else format(value, "f")
+    if not _PLAIN_DECIMAL.fullmatch(text):
+        raise ValueError(f'{text[:40]!r} is not a decimal number such as "12.5"')
+    try:
+        return Decimal(text)
+    except InvalidOperation:  # pragma: no cover - the pattern admits only valid numbers
+        raise ValueError(f"{text[:40]!r} is not a decimal number") from None
+
+
+ExactDecimal = Annotated[
+    Decimal,
+    BeforeValidator(_exact_decimal),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": f"^{_PLAIN_DECIMAL.pattern}$"},
+                {"type": "integer"},
+            ],
+            "description": 'A decimal string ("12.5") or an integer; never a float',
+        }
+    ),
+]
+"""Where the API takes an exact decimal: a string or a JSON integer, never a float."""
 
 
 def _has_nul(value: Any) -> bool:

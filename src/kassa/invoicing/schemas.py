@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from kassa.core.money import MAX_AMOUNT
-from kassa.core.schemas import Metadata, PositiveAmount, Strict
+from kassa.core.schemas import ExactDecimal, Metadata, PositiveAmount, Strict
 
 InvoiceStatus = Literal["draft", "open", "paid", "void", "uncollectible"]
 
@@ -67,7 +67,7 @@ class Invoice(BaseModel):
 
 class OneOffLine(Strict):
     description: str = Field(min_length=1, max_length=500)
-    quantity: Decimal = Field(default=Decimal(1), gt=0, max_digits=18, decimal_places=6)
+    quantity: ExactDecimal = Field(default=Decimal(1), gt=0, max_digits=18, decimal_places=6)
     unit_amount: int = Field(description="Minor units per unit", ge=-MAX_AMOUNT, le=MAX_AMOUNT)
 
     @model_validator(mode="after")

@@ -86,6 +86,7 @@ def serve(
     import uvicorn
 
     from kassa.app import create_app
+    from kassa.system.api import start_metrics_listener
 
     rt = _boot(migrate=True)
     if demo:
@@ -107,6 +108,7 @@ def serve(
             soft_wrap=True,
         )
     app = create_app(rt, run_worker=worker)
+    stop_metrics = start_metrics_listener(rt)
     settle_garbage_collector()
     # uvicorn re-raises the SIGINT/SIGTERM it shut down for once it is done, which would kill
     # the process before atexit stops the embedded PostgreSQL; absorb it and exit normally.
@@ -120,6 +122,8 @@ def serve(
         proxy_headers=True,
         forwarded_allow_ips=rt.settings.forwarded_allow_ips,
     )
+    if stop_metrics is not None:
+        stop_metrics()
     rt.close()
 
 

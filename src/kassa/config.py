@@ -51,6 +51,16 @@ class Settings(BaseSettings):
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
     purge_cron: str = "*/10 * * * *"
     forwarded_allow_ips: str = "127.0.0.1"
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, GET /metrics requires `Authorization: Bearer <this token>`.",
+    )
+    metrics_address: str | None = Field(
+        default=None,
+        pattern=r"^\[?[0-9A-Za-z.:-]+\]?:[0-9]{1,5}$",
+        description="host:port of a separate /metrics listener (kassa serve); the API's own "
+        "/metrics then answers 404.",
+    )
 
     @property
     def documents_path(self) -> Path:

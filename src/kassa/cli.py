@@ -209,19 +209,38 @@ def rotate_signing_key() -> None:
 
 
 @admin.command("list-orgs")
-def list_orgs() -> None:
-    """Every organization on this installation."""
+def list_orgs(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON array of objects, for scripts.")
+    ] = False,
+) -> None:
+    """Every organization on this installation. Ids are never shortened, also when the
+    output is piped (the table wraps names instead)."""
+    import json
+
+    from rich.table import Column
     from sqlalchemy import select
 
     from kassa.orgs.models import Organization
 
     rt = _boot(migrate=False)
-    table = Table("id", "name", "mode", "currency", "created")
     with rt.db.transaction() as session:
-        for org in session.scalars(select(Organization).order_by(Organization.id)):
-            table.add_row(org.id, org.name, org.mode, org.currency, org.created_at.isoformat())
-    Console().print(table)
+        orgs = [
+            {"id": o.id, "name": o.name, "mode": o.mode, "currency": o.currency,
+             "created_at": o.created_at.isoformat()}
+            for o in session.scalars(select(Organization).order_by(Organization.id))
+        ]  # fmt: skip
     rt.close()
+    if as_json:
+        typer.echo(json.dumps(orgs, indent=2))
+        return
+    id_width = max((len(o["id"]) for o in orgs), default=2)
+    table = Table(
+        Column("id", no_wrap=True, min_width=id_width), "name", "mode", "currency", "created"
+    )
+    for o in orgs:
+        table.add_row(o["id"], o["name"], o["mode"], o["currency"], o["created_at"])
+    Console().print(table)
 
 
 @usage.command("rebuild")
@@ -254,6 +273,15 @@ def rebuild_usage(
     rt.close()
 
 
+def _org_exists(rt: Runtime, org_id: str) -> bool:
+    from sqlalchemy import select
+
+    from kassa.orgs.models import Organization
+
+    with rt.db.transaction() as session:
+        return session.scalar(select(Organization.id).where(Organization.id == org_id)) is not None
+
+
 @billing_cli.command("run")
 def billing_run(
     as_of: Annotated[
@@ -274,7 +302,18 @@ def billing_run(
 
     rt = _boot(migrate=True)
     settle_garbage_collector()
-    when = as_of.replace(tzinfo=as_of.tzinfo or UTC) if as_of else rt.clock.now()
+    now = rt.clock.now()
+    when = as_of.replace(tzinfo=as_of.tzinfo or UTC) if as_of else now
+    if when > now:
+        rt.close()
+        raise typer.BadParameter(
+            f"{when.isoformat()} is in the future; a run bills what is due now or earlier "
+            "(use a test clock to simulate the future)",
+            param_hint="--as-of",
+        )
+    if org is not None and not _org_exists(rt, org):
+        rt.close()
+        raise typer.BadParameter(f"no organization {org}", param_hint="--org")
     subs, drafts = billing.due_counts(rt.db, when, org)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=console) as progress:

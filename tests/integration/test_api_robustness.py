@@ -3,6 +3,7 @@ is refused, /metrics can be restricted by a token or moved to a separate listene
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
@@ -107,3 +108,21 @@ def test_metrics_can_move_to_a_separate_listener(database_url: str, tmp_path: Pa
         assert scraped.status_code == 200
         assert "kassa_http_requests_total" in scraped.text
         assert "kassa_jobs_in_queue" in scraped.text
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_api_docs_load_nothing_from_outside(client: TestClient, page: str) -> None:
+    html = client.get(page)
+    assert html.status_code == 200
+    assert html.headers["content-type"].startswith("text/html")
+    assert not re.findall(r"https?://", html.text), "a page that loads from elsewhere"
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html.text)
+    urls += re.findall(r"""url: ?["']([^"']+)["']""", html.text)  # Swagger UI's spec url
+    urls += re.findall(r"""spec-url=["']([^"']+)["']""", html.text)  # ReDoc's
+    assert "/openapi.json" in urls
+    assert len(urls) >= 3, urls
+    for url in urls:
+        assert url.startswith("/"), url
+        asset = client.get(url)
+        assert asset.status_code == 200, url
+        assert len(asset.content) > 100, url

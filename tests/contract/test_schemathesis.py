@@ -24,11 +24,12 @@ operation are kept small for a bounded run time (``KASSA_FUZZ_EXAMPLES`` goes de
    ``PATCH /v1/org`` changes only concerns this module's own organization.
 
 2. ``test_operations_on_real_ids_and_tokens_conform`` (``test_schemathesis_tokens.py``):
-   random values almost never name a real row, so the operations that take an id, a token or an e-mail are re-run with real
-   ones substituted into the generated case (the caller's own user id, another member's
-   id, an API key id, a live or an already-rotated refresh token, a real e-mail with the
-   right or a wrong password). Those requests revoke sessions, demote or remove members and
-   count failed logins, so every example gets a fresh organization of its own.
+   random values almost never name a real row, so the operations that take an id, a token or
+   an e-mail are re-run with real ones substituted into the generated case (the caller's own
+   user id, another member's id, an API key id, a live or an already-rotated refresh token,
+   a real e-mail with the right or a wrong password). Those requests revoke sessions, demote
+   or remove members and count failed logins, so every example gets a fresh organization of
+   its own.
 
 3. ``test_nul_characters_are_rejected_not_crashed``: PostgreSQL text cannot hold U+0000, a
    classic way for valid JSON to become a 500. The fuzzer can produce it but too rarely to

@@ -23,8 +23,6 @@ MAX_METADATA_KEYS = 50
 # Integers are bounded by the column that stores them, so no input can overflow one (a 500).
 INT4_MAX = 2**31 - 1  # PostgreSQL integer: versions, counts, days, seconds
 
-Int4 = Annotated[int, Field(ge=0, le=INT4_MAX)]
-"""A non-negative count stored in an ``integer`` column."""
 PositiveInt4 = Annotated[int, Field(ge=1, le=INT4_MAX)]
 """A version number, a count of at least one, stored in an ``integer`` column."""
 Amount = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]

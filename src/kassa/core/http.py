@@ -258,8 +258,8 @@ def allowed_methods(request: Request) -> list[str]:
     """Every method some route answers on this path. Starlette's 405 names only the first
     route whose path matched, but each method of a path is its own route here (and two
     routers may share a path), so its ``Allow`` would list one method of several. Asking
-each route whether it fully matches the path with each method uses only Starlette's
-public ``matches`` (FastAPI nests included routers inside one route)."""
+    each route whether it fully matches the path with each method uses only Starlette's
+    public ``matches`` (FastAPI nests included routers inside one route)."""
     routes = request.app.router.routes
     return [
         method

@@ -56,8 +56,8 @@ def test_cursor_round_trips(prefix: str) -> None:
         "!!!not base64!!!",
         "AA",
         encode_cursor("usr_\x00" + "A" * 25, "users.id"),
-        encode_cursor(new_id("cus"), "customers.id"),  # another list's cursor
-        encode_cursor(new_id("usr"), "users.id:users.id"),
+        encode_cursor("cus_01M96PYS22C7PYJ1NDEQCSCAQQ", "customers.id"),  # another list's
+        encode_cursor("usr_01M96PYS22C7PYJ1NDEQCSCAQQ", "users.id:users.id"),
     ],
 )
 def test_a_bad_cursor_names_the_field(cursor: str) -> None:

@@ -214,8 +214,8 @@ def list_orgs(
         bool, typer.Option("--json", help="One JSON array of objects, for scripts.")
     ] = False,
 ) -> None:
-    """Every organization on this installation. Ids are never shortened, also when the
-    output is piped (the table wraps names instead)."""
+    """Every organization on this installation. Ids are never shortened: piped, the table
+    takes its natural width; in a narrow terminal, names wrap instead."""
     import json
 
     from rich.table import Column
@@ -240,7 +240,10 @@ def list_orgs(
     )
     for o in orgs:
         table.add_row(o["id"], o["name"], o["mode"], o["currency"], o["created_at"])
-    Console().print(table)
+    out = Console()
+    if not out.is_terminal:  # piped: the table's natural width, nothing wrapped or cut
+        out = Console(width=10_000)
+    out.print(table)
 
 
 @usage.command("rebuild")

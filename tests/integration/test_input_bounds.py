@@ -203,3 +203,28 @@ def test_a_one_off_line_beyond_the_money_bound_is_refused(
     )  # fmt: skip
     assert response.status_code == 422, response.text
     assert problem_fields(response) == ["lines[0]"]
+
+
+def test_a_coupon_redeem_by_before_year_one_in_utc_is_refused(
+    client: TestClient, tenant: Tenant
+) -> None:
+    """Found by the fuzzer (as a test clock's ``frozen_time``): 0001-01-01T00:00+06:00 is 1 BC
+    in UTC; PostgreSQL stored it and every later read of the row answered 500."""
+    response = client.post(
+        "/v1/coupons",
+        json={"code": "ANCIENT", "percent_off": "5", "duration": "once",
+              "redeem_by": "0001-01-01T00:00:00+06:00"},
+        headers=tenant.headers,
+    )  # fmt: skip
+    assert response.status_code == 422, response.text
+    assert problem_fields(response) == ["redeem_by"]
+    listed = client.get("/v1/coupons", headers=tenant.headers)
+    assert listed.status_code == 200, listed.text
+    earliest = client.post(
+        "/v1/coupons",
+        json={"code": "EARLY", "percent_off": "5", "duration": "once",
+              "redeem_by": "0001-01-01T00:00:00Z"},
+        headers=tenant.headers,
+    )  # fmt: skip
+    assert earliest.status_code == 201, earliest.text
+    assert client.get("/v1/coupons", headers=tenant.headers).status_code == 200

@@ -4,10 +4,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from kassa.core.money import parse_decimal
-from kassa.core.schemas import Amount, ExactDecimal, Metadata, PositiveAmount, PositiveInt4, Strict
+from kassa.core.schemas import (
+    Amount,
+    ExactDecimal,
+    Metadata,
+    PositiveAmount,
+    PositiveInt4,
+    Strict,
+    Timestamp,
+)
 from kassa.orgs.schemas import check_currency
 
 Aggregation = Literal["count", "sum", "max", "unique_count", "latest", "time_weighted_avg"]
@@ -172,7 +180,7 @@ class CouponIn(Strict):
     duration: Literal["once", "repeating", "forever"]
     duration_in_periods: int | None = Field(default=None, ge=1, le=1200, validate_default=True)
     max_redemptions: PositiveInt4 | None = None
-    redeem_by: AwareDatetime | None = None
+    redeem_by: Timestamp | None = None
     metadata: Metadata | None = None
 
     @field_validator("percent_off")

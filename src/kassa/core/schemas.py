@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -67,6 +69,22 @@ ExactDecimal = Annotated[
     ),
 ]
 """Where the API takes an exact decimal: a string or a JSON integer, never a float."""
+
+
+def _storable_instant(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("must have a time zone offset")
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must lie between years 1 and 9999 in UTC") from None
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_storable_instant)]
+"""An RFC 3339 instant with an offset that is also an instant in UTC: ``0001-01-01T00:00+06:00``
+is in 1 BC in UTC, which PostgreSQL stores but psycopg cannot read back (a 500 on every later
+read of the row)."""
 
 
 def _has_nul(value: Any) -> bool:

@@ -4,10 +4,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from kassa.core.money import MAX_AMOUNT
-from kassa.core.schemas import ExactDecimal, Metadata, PositiveAmount, Strict
+from kassa.core.schemas import ExactDecimal, Metadata, PositiveAmount, Strict, Timestamp
 
 InvoiceStatus = Literal["draft", "open", "paid", "void", "uncollectible"]
 
@@ -94,7 +94,7 @@ class PaymentIn(Strict):
 
 
 class BillingRunIn(Strict):
-    as_of: AwareDatetime | None = None
+    as_of: Timestamp | None = None
 
 
 class BillingRun(BaseModel):

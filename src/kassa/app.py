@@ -27,6 +27,7 @@ from kassa.readings import api as readings_api
 from kassa.runtime import Runtime
 from kassa.subscriptions import api as subscriptions_api
 from kassa.system import api as system_api
+from kassa.system.docs import install_docs
 from kassa.worker import build_job_app, worker_options
 
 log = structlog.get_logger("kassa.app")
@@ -85,9 +86,12 @@ def create_app(rt: Runtime, *, run_worker: bool = False) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from installed files by install_docs, not from a CDN
+        redoc_url=None,
         license_info={"name": "Apache-2.0", "identifier": "Apache-2.0"},
     )
     app.state.runtime = rt
+    install_docs(app)
     install_error_handlers(app)
     app.add_middleware(
         TransactionMiddleware,

@@ -88,6 +88,7 @@ def serve(
     import uvicorn
 
     from kassa.app import create_app
+    from kassa.system.api import start_metrics_listener
 
     rt = _boot(migrate=True)
     if demo:
@@ -109,6 +110,7 @@ def serve(
             soft_wrap=True,
         )
     app = create_app(rt, run_worker=worker)
+    stop_metrics = start_metrics_listener(rt)
     settle_garbage_collector()
     # uvicorn re-raises the SIGINT/SIGTERM it shut down for once it is done, which would kill
     # the process before atexit stops the embedded PostgreSQL; absorb it and exit normally.
@@ -122,6 +124,8 @@ def serve(
         proxy_headers=True,
         forwarded_allow_ips=rt.settings.forwarded_allow_ips,
     )
+    if stop_metrics is not None:
+        stop_metrics()
     rt.close()
 
 
@@ -207,19 +211,41 @@ def rotate_signing_key() -> None:
 
 
 @admin.command("list-orgs")
-def list_orgs() -> None:
-    """Every organization on this installation."""
+def list_orgs(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON array of objects, for scripts.")
+    ] = False,
+) -> None:
+    """Every organization on this installation. Ids are never shortened: piped, the table
+    takes its natural width; in a narrow terminal, names wrap instead."""
+    import json
+
+    from rich.table import Column
     from sqlalchemy import select
 
     from kassa.orgs.models import Organization
 
     rt = _boot(migrate=False)
-    table = Table("id", "name", "mode", "currency", "created")
     with rt.db.transaction() as session:
-        for org in session.scalars(select(Organization).order_by(Organization.id)):
-            table.add_row(org.id, org.name, org.mode, org.currency, org.created_at.isoformat())
-    Console().print(table)
+        orgs = [
+            {"id": o.id, "name": o.name, "mode": o.mode, "currency": o.currency,
+             "created_at": o.created_at.isoformat()}
+            for o in session.scalars(select(Organization).order_by(Organization.id))
+        ]  # fmt: skip
     rt.close()
+    if as_json:
+        typer.echo(json.dumps(orgs, indent=2))
+        return
+    id_width = max((len(o["id"]) for o in orgs), default=2)
+    table = Table(
+        Column("id", no_wrap=True, min_width=id_width), "name", "mode", "currency", "created"
+    )
+    for o in orgs:
+        table.add_row(o["id"], o["name"], o["mode"], o["currency"], o["created_at"])
+    out = Console()
+    if not out.is_terminal:  # piped: the table's natural width, nothing wrapped or cut
+        out = Console(width=10_000)
+    out.print(table)
 
 
 @usage.command("rebuild")
@@ -252,6 +278,15 @@ def rebuild_usage(
     rt.close()
 
 
+def _org_exists(rt: Runtime, org_id: str) -> bool:
+    from sqlalchemy import select
+
+    from kassa.orgs.models import Organization
+
+    with rt.db.transaction() as session:
+        return session.scalar(select(Organization.id).where(Organization.id == org_id)) is not None
+
+
 @billing_cli.command("run")
 def billing_run(
     as_of: Annotated[
@@ -272,11 +307,14 @@ def billing_run(
 
     rt = _boot(migrate=True)
     settle_garbage_collector()
-    when = as_of.replace(tzinfo=as_of.tzinfo or UTC) if as_of else rt.clock.now()
-    if when > rt.clock.now():  # as the API refuses it: a run never bills the future
+    now = rt.clock.now()
+    when = as_of.replace(tzinfo=as_of.tzinfo or UTC) if as_of else now
+    if when > now:
         rt.close()
         raise typer.BadParameter(
-            "must not be in the future (use a test clock to simulate)", param_hint="--as-of"
+            f"{when.isoformat()} is in the future; a run bills what is due now or earlier "
+            "(use a test clock to simulate the future)",
+            param_hint="--as-of",
         )
     if org is not None and not _org_exists(rt, org):
         rt.close()
@@ -313,16 +351,6 @@ def billing_run(
             f"(kassa billing errors); {result.failed_organizations} organization(s) failed[/]"
         )
         raise typer.Exit(BILLING_FAILED_EXIT)
-
-
-def _org_exists(rt: Runtime, org_id: str) -> bool:
-    from sqlalchemy import select
-
-    from kassa.orgs.models import Organization
-
-    with rt.db.transaction() as session:
-        found = session.scalar(select(Organization.id).where(Organization.id == org_id))
-    return found is not None
 
 
 @billing_cli.command("errors")

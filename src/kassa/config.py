@@ -102,6 +102,17 @@ class Settings(BaseSettings):
     def org_connection_share(self) -> int:
         return self.org_max_concurrent_requests or max(1, self.db_pool_size // 2)
 
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, GET /metrics requires `Authorization: Bearer <this token>`.",
+    )
+    metrics_address: str | None = Field(
+        default=None,
+        pattern=r"^\[?[0-9A-Za-z.:-]+\]?:[0-9]{1,5}$",
+        description="host:port of a separate /metrics listener (kassa serve); the API's own "
+        "/metrics then answers 404.",
+    )
+
     @property
     def documents_path(self) -> Path:
         return self.documents_dir or self.data_dir / "documents"

@@ -47,14 +47,24 @@ def test_bulk_ids_encode_exactly_like_single_ones(start: int, count: int) -> Non
 @given(st.sampled_from(sorted(PREFIXES)))
 def test_cursor_round_trips(prefix: str) -> None:
     value = new_id(prefix)
-    assert decode_cursor(encode_cursor(value)) == value
+    assert decode_cursor(encode_cursor(value, "things.id"), "things.id") == value
 
 
-@pytest.mark.parametrize("cursor", ["!!!not base64!!!", "AA", encode_cursor("usr_\x00" + "A" * 25)])
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "!!!not base64!!!",
+        "AA",
+        encode_cursor("usr_\x00" + "A" * 25, "users.id"),
+        encode_cursor("cus_01M96PYS22C7PYJ1NDEQCSCAQQ", "customers.id"),  # another list's
+        encode_cursor("usr_01M96PYS22C7PYJ1NDEQCSCAQQ", "users.id:users.id"),
+    ],
+)
 def test_a_bad_cursor_names_the_field(cursor: str) -> None:
     with pytest.raises(ValidationFailed) as caught:
-        decode_cursor(cursor)
+        decode_cursor(cursor, "users.id")
     assert caught.value.errors[0].field == "cursor"
+    assert caught.value.problem()["code"] == "invalid_cursor"
 
 
 def test_redaction_by_key_and_by_content() -> None:

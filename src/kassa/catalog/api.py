@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from kassa.catalog import coupons, meters, plans, schemas
 from kassa.core.context import Principal
 from kassa.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
-from kassa.core.schemas import problem_responses
+from kassa.core.schemas import INT4_MAX, problem_responses
 from kassa.identity.auth import MANAGE, READ, db, idempotent, runtime
 from kassa.runtime import Runtime
 
@@ -79,7 +79,9 @@ def list_plans(
 @router.get("/v1/plans/{plan}", response_model=schemas.Plan)
 def get_plan(
     plan: str,
-    version: int | None = Query(None, ge=1, description="A specific version (default: latest)"),
+    version: int | None = Query(
+        None, ge=1, le=INT4_MAX, description="A specific version (default: latest)"
+    ),
     who: Principal = Depends(READ),
     session: Session = Depends(db),
 ) -> schemas.Plan:

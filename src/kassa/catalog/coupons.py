@@ -34,9 +34,10 @@ def to_schema(c: Coupon, now: datetime) -> schemas.Coupon:
 
 
 def create(session: Session, principal: Principal, data: schemas.CouponIn, clock: Clock) -> Coupon:
+    percent_off = None if data.percent_off is None else str(data.percent_off)
     coupon = Coupon(
         org_id=principal.org_id, id=new_id("cpn"), code=data.code, name=data.name,
-        percent_off=data.percent_off, amount_off=data.amount_off, currency=data.currency,
+        percent_off=percent_off, amount_off=data.amount_off, currency=data.currency,
         duration=data.duration, duration_in_periods=data.duration_in_periods,
         max_redemptions=data.max_redemptions, times_redeemed=0, redeem_by=data.redeem_by,
         metadata_=data.metadata or {}, created_at=clock.now(),

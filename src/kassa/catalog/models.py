@@ -5,6 +5,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     ForeignKeyConstraint,
     Integer,
@@ -76,7 +77,7 @@ class PlanVersion(TenantOwned, Base):
     plan_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    amount: Mapped[int]
+    amount: Mapped[int] = mapped_column(BigInteger)
     pay_in_advance: Mapped[bool]
     trial_days: Mapped[int] = mapped_column(Integer)
     charges: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
@@ -100,7 +101,7 @@ class Coupon(TenantOwned, Base):
     code: Mapped[str] = mapped_column(String(100))
     name: Mapped[str | None] = mapped_column(String(200))
     percent_off: Mapped[str | None] = mapped_column(String(20))
-    amount_off: Mapped[int | None]
+    amount_off: Mapped[int | None] = mapped_column(BigInteger)
     currency: Mapped[str | None] = mapped_column(String(3))
     duration: Mapped[str] = mapped_column(String(10))
     duration_in_periods: Mapped[int | None] = mapped_column(Integer)

@@ -1,12 +1,21 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from kassa.core.money import parse_decimal
-from kassa.core.schemas import Metadata, Strict
+from kassa.core.schemas import (
+    Amount,
+    ExactDecimal,
+    Metadata,
+    PositiveAmount,
+    PositiveInt4,
+    Strict,
+    Timestamp,
+)
 from kassa.orgs.schemas import check_currency
 
 Aggregation = Literal["count", "sum", "max", "unique_count", "latest", "time_weighted_avg"]
@@ -34,20 +43,20 @@ class MeterIn(Strict):
         le=90 * 86_400,
         description="How long after a period ends its usage is still accepted into it",
     )
-    anomaly_multiplier: str | None = Field(
+    anomaly_multiplier: ExactDecimal | None = Field(
         default=None, description='Flag a period above this × the trailing median, e.g. "3"'
     )
     anomaly_min_periods: int = Field(default=3, ge=1, le=24)
 
     @field_validator("anomaly_multiplier")
     @classmethod
-    def _multiplier(cls, value: str | None) -> str | None:
+    def _multiplier(cls, value: Decimal | None) -> Decimal | None:
         if value is None:
             return None
         number = parse_decimal(value, max_decimals=4)
         if number <= 1:
             raise ValueError("must be greater than 1")
-        return str(number)
+        return number
 
     @field_validator("value_property")
     @classmethod
@@ -85,7 +94,7 @@ class ChargeIn(Strict):
     meter: str = Field(min_length=1, max_length=100, description="Meter id or event_name")
     model: Model
     properties: dict[str, Any] = Field(default_factory=dict)
-    min_amount: int | None = Field(default=None, ge=0)
+    min_amount: Amount | None = None
     name: str | None = Field(default=None, max_length=200)
 
 
@@ -104,7 +113,7 @@ class PlanIn(Strict):
     currency: str
     interval: IntervalUnit
     interval_count: int = Field(default=1, ge=1, le=36)
-    amount: int = Field(default=0, ge=0, le=10**13)
+    amount: Amount = 0
     pay_in_advance: bool = True
     trial_days: int = Field(default=0, ge=0, le=730)
     charges: list[ChargeIn] = Field(default_factory=list, max_length=50)
@@ -118,7 +127,7 @@ class PlanPatch(Strict):
     """Every change makes a new version; running subscriptions keep theirs until migrated."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    amount: int | None = Field(default=None, ge=0, le=10**13)
+    amount: Amount | None = None
     pay_in_advance: bool | None = None
     trial_days: int | None = Field(default=None, ge=0, le=730)
     charges: list[ChargeIn] | None = Field(default=None, max_length=50)
@@ -146,8 +155,8 @@ class Plan(BaseModel):
 
 
 class MigrateIn(Strict):
-    from_version: int = Field(ge=1)
-    to_version: int = Field(ge=1)
+    from_version: PositiveInt4
+    to_version: PositiveInt4
     effective: Literal["now", "period_end"] = "period_end"
 
 
@@ -168,29 +177,33 @@ class MigrateOut(BaseModel):
 class CouponIn(Strict):
     code: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
     name: str | None = Field(default=None, max_length=200)
-    percent_off: str | None = Field(default=None, description='Decimal string, e.g. "12.5"')
-    amount_off: int | None = Field(default=None, ge=1, le=10**13, validate_default=True)
+    percent_off: ExactDecimal | None = Field(
+        default=None, description='Decimal string or integer, e.g. "12.5"'
+    )
+    amount_off: PositiveAmount | None = Field(default=None, validate_default=True)
     currency: str | None = Field(default=None, validate_default=True)
     duration: Literal["once", "repeating", "forever"]
     duration_in_periods: int | None = Field(default=None, ge=1, le=1200, validate_default=True)
-    max_redemptions: int | None = Field(default=None, ge=1)
-    redeem_by: AwareDatetime | None = None
+    max_redemptions: PositiveInt4 | None = None
+    redeem_by: Timestamp | None = None
     metadata: Metadata | None = None
 
     @field_validator("percent_off")
     @classmethod
-    def _percent(cls, value: str | None) -> str | None:
+    def _percent(cls, value: Decimal | None) -> Decimal | None:
         if value is None:
             return None
         number = parse_decimal(value, max_decimals=4)
         if not 0 < number <= 100:
             raise ValueError("must be greater than 0 and at most 100")
-        return str(number)
+        return number
 
     @field_validator("amount_off")
     @classmethod
     def _one_kind(cls, value: int | None, info: ValidationInfo) -> int | None:
-        if (info.data.get("percent_off") is None) == (value is None):
+        if "percent_off" not in info.data:
+            return value  # percent_off itself was invalid: that error is the only one
+        if (info.data["percent_off"] is None) == (value is None):
             raise ValueError("give exactly one of percent_off and amount_off")
         return value
 
@@ -198,14 +211,18 @@ class CouponIn(Strict):
     @classmethod
     def _currency_with_amount(cls, value: str | None, info: ValidationInfo) -> str | None:
         value = check_currency(value)
-        if info.data.get("amount_off") is not None and value is None:
+        if "amount_off" not in info.data:
+            return value  # amount_off was invalid (or both were given): reported there
+        if info.data["amount_off"] is not None and value is None:
             raise ValueError("is required with amount_off")
         return value
 
     @field_validator("duration_in_periods")
     @classmethod
     def _periods(cls, value: int | None, info: ValidationInfo) -> int | None:
-        if (info.data.get("duration") == "repeating") != (value is not None):
+        if "duration" not in info.data:
+            return value  # duration was invalid: reported there
+        if (info.data["duration"] == "repeating") != (value is not None):
             raise ValueError("is required for duration repeating, and only for it")
         return value
 

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kassa.core import idempotency, limits
@@ -271,6 +272,25 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return name or str(loc[0] if loc else "body")
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers on this path. Starlette's 405 names only the first
+    route whose path matched, but each method of a path is its own route here (and two
+    routers may share a path), so its ``Allow`` would list one method of several. Asking
+    each route whether it fully matches the path with each method uses only Starlette's
+    public ``matches`` (FastAPI nests included routers inside one route)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def kassa_error(request: Request, exc: Exception) -> Response:
         if isinstance(exc, idempotency.Replay):
@@ -320,9 +340,12 @@ def install_error_handlers(app: FastAPI) -> None:
                 422, "validation_error", "Invalid request", f"body: {message}",
                 errors=[{"field": "body", "message": message}],
             )  # fmt: skip
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
         code = re.sub(r"[^a-z]+", "_", str(exc.detail).lower()).strip("_") or "http_error"
         detail = str(exc.detail)
-        return problem_response(exc.status_code, code, detail, detail, headers=exc.headers)
+        return problem_response(exc.status_code, code, detail, detail, headers=headers)
 
     app.add_exception_handler(KassaError, kassa_error)
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -27,6 +27,11 @@ from functools import cache
 from babel.numbers import get_currency_precision, list_currencies
 
 MAX_UNIT_DECIMALS = 12
+# The largest amount of money (minor units) any input may carry: a price, a fee, a coupon,
+# a payment, a one-off line (10 000 000 000.00 EUR; ¥1 000 000 000 000). Anything above is
+# a typo. The bound keeps a plan's fee × the largest quantity (10**6) at 10**18, inside a
+# bigint column (9.2 × 10**18) with room for tax.
+MAX_AMOUNT = 10**12
 _PRECISION = 60  # digits kept in intermediate Decimal arithmetic: far beyond any invoice
 
 

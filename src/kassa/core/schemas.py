@@ -2,14 +2,92 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+)
+
+from kassa.core.money import MAX_AMOUNT
 
 # Metadata caps (Stripe's): 50 keys, keys of 1-40 characters, values of at most 500
 MAX_METADATA_KEYS = 50
 MAX_METADATA_KEY = 40
 MAX_METADATA_VALUE = 500
+
+# Integers are bounded by the column that stores them, so no input can overflow one (a 500).
+INT4_MAX = 2**31 - 1  # PostgreSQL integer: versions, counts, days, seconds
+
+PositiveInt4 = Annotated[int, Field(ge=1, le=INT4_MAX)]
+"""A version number, a count of at least one, stored in an ``integer`` column."""
+Amount = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
+"""An amount of money in minor units, at most :data:`MAX_AMOUNT`."""
+PositiveAmount = Annotated[int, Field(ge=1, le=MAX_AMOUNT)]
+
+_PLAIN_DECIMAL = re.compile(r"[+-]?[0-9]{1,30}(\.[0-9]{1,30})?")
+
+
+def _exact_decimal(value: Any) -> Decimal:
+    """A decimal string ("12.5") or an exact JSON integer (15); never a float (0.1 is not
+    exact in binary, so a float is refused with a message saying so), no exponent, NaN or
+    infinity, at most 30 digits on either side of the point."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        raise ValueError('must be a decimal string such as "12.5" or an integer')
+    if isinstance(value, float):
+        raise ValueError('must be a decimal string such as "12.5" or an integer, not a float')
+    if isinstance(value, int):
+        if abs(value) >= 10**30:
+            raise ValueError("must have at most 30 digits")
+        return Decimal(value)
+    text = value.strip() if isinstance(value, str) else format(value, "f")
+    if not _PLAIN_DECIMAL.fullmatch(text):
+        raise ValueError(f'{text[:40]!r} is not a decimal number such as "12.5"')
+    try:
+        return Decimal(text)
+    except InvalidOperation:  # pragma: no cover - the pattern admits only valid numbers
+        raise ValueError(f"{text[:40]!r} is not a decimal number") from None
+
+
+ExactDecimal = Annotated[
+    Decimal,
+    BeforeValidator(_exact_decimal),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": f"^{_PLAIN_DECIMAL.pattern}$"},
+                {"type": "integer"},
+            ],
+            "description": 'A decimal string ("12.5") or an integer; never a float',
+        }
+    ),
+]
+"""Where the API takes an exact decimal: a string or a JSON integer, never a float."""
+
+
+def _storable_instant(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("must have a time zone offset")
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must lie between years 1 and 9999 in UTC") from None
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_storable_instant)]
+"""An RFC 3339 instant with an offset that is also an instant in UTC: ``0001-01-01T00:00+06:00``
+is in 1 BC in UTC, which PostgreSQL stores but psycopg cannot read back (a 500 on every later
+read of the row)."""
 
 
 def _has_nul(value: Any) -> bool:

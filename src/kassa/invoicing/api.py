@@ -366,6 +366,8 @@ def customer_statement(
 ) -> schemas.Statement | Response:
     if to < from_:
         raise field_error("to", "must not be before from")
+    if currency is not None and not is_currency(currency.lower()):
+        raise field_error("currency", "must be an ISO 4217 currency code, e.g. eur")
     customer = customers.resolve(session, who.org_id, customer_id)
     statement = statements.statement(session, who.org_id, customer, from_, to, currency)
     if format == "pdf":

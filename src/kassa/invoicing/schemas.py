@@ -4,9 +4,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from kassa.core.schemas import Metadata, Strict
+from kassa.core.money import MAX_AMOUNT
+from kassa.core.schemas import ExactDecimal, Metadata, PositiveAmount, Strict, Timestamp
 
 InvoiceStatus = Literal["draft", "open", "paid", "void", "uncollectible"]
 
@@ -83,8 +84,14 @@ class Invoice(BaseModel):
 
 class OneOffLine(Strict):
     description: str = Field(min_length=1, max_length=500)
-    quantity: Decimal = Field(default=Decimal(1), gt=0, max_digits=18, decimal_places=6)
-    unit_amount: int = Field(description="Minor units per unit", ge=-(10**12), le=10**12)
+    quantity: ExactDecimal = Field(default=Decimal(1), gt=0, max_digits=18, decimal_places=6)
+    unit_amount: int = Field(description="Minor units per unit", ge=-MAX_AMOUNT, le=MAX_AMOUNT)
+
+    @model_validator(mode="after")
+    def _amount_bounded(self) -> OneOffLine:
+        if abs(self.quantity * self.unit_amount) > MAX_AMOUNT:
+            raise ValueError(f"quantity × unit_amount must be at most {MAX_AMOUNT} in magnitude")
+        return self
 
 
 class OneOffIn(Strict):
@@ -99,12 +106,12 @@ class OneOffIn(Strict):
 class PaymentIn(Strict):
     """Money received outside Kassa's payment providers (bank transfer, cash)."""
 
-    amount: int | None = Field(default=None, gt=0, description="Default: the amount due")
+    amount: PositiveAmount | None = Field(default=None, description="Default: the amount due")
     reference: str | None = Field(default=None, max_length=200)
 
 
 class BillingRunIn(Strict):
-    as_of: AwareDatetime | None = None
+    as_of: Timestamp | None = None
 
 
 class BillingRun(BaseModel):
@@ -122,12 +129,12 @@ class BillingRun(BaseModel):
 
 class CreditLineIn(Strict):
     line: str = Field(max_length=40, description="An invoice line id")
-    amount: int | None = Field(default=None, gt=0, description="Net amount; default: all left")
+    amount: PositiveAmount | None = Field(default=None, description="Net amount; default: all left")
 
 
 class CreditNoteIn(Strict):
     invoice: str = Field(max_length=40)
-    amount: int | None = Field(default=None, gt=0, description="Total credited, tax included")
+    amount: PositiveAmount | None = Field(default=None, description="Total credited, tax included")
     lines: list[CreditLineIn] | None = Field(default=None, min_length=1, max_length=500)
     reason: Literal[
         "duplicate", "fraudulent", "order_change", "product_unsatisfactory", "other"

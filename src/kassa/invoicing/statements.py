@@ -7,7 +7,7 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import select, true
 from sqlalchemy.orm import Session
 
 from kassa.customers.models import Customer
@@ -45,6 +45,15 @@ def balance(session: Session, org_id: str, customer_id: str) -> schemas.Balance:
     )  # fmt: skip
 
 
+def _day_start(day: date, tz: ZoneInfo) -> datetime | None:
+    """The instant ``day`` begins in ``tz``, in UTC; None when that lies before year 1 in
+    UTC (0001-01-01 east of Greenwich): nothing can have happened before it anyway."""
+    try:
+        return datetime.combine(day, time(0), tz).astimezone(UTC)
+    except OverflowError:
+        return None
+
+
 def statement(
     session: Session, org_id: str, customer: Customer, start: date, end: date,
     currency: str | None,
@@ -52,8 +61,8 @@ def statement(
     """Opening balance at the start of ``start``, each money event through the end of
     ``end`` (days in the customer's time zone), closing balance."""
     tz = ZoneInfo(customer.timezone or orgs.load(session, org_id).timezone)
-    lo = datetime.combine(start, time(0), tz).astimezone(UTC)
-    hi = datetime.combine(end + timedelta(days=1), time(0), tz).astimezone(UTC)
+    lo = _day_start(start, tz)
+    hi = _day_start(end + timedelta(days=1), tz) if end < date.max else None
     codes = (postings.receivable(customer.id), postings.customer_credit(customer.id))
     if currency is None:
         currency = customer.currency or orgs.load(session, org_id).currency
@@ -65,7 +74,8 @@ def statement(
         .join(LedgerTransaction, (LedgerTransaction.org_id == LedgerEntry.org_id)
               & (LedgerTransaction.id == LedgerEntry.transaction_id))
         .where(LedgerEntry.org_id == org_id, LedgerAccount.code.in_(codes),
-               LedgerEntry.currency == currency, LedgerEntry.occurred_at < hi)
+               LedgerEntry.currency == currency,
+               true() if hi is None else LedgerEntry.occurred_at < hi)
         .order_by(LedgerEntry.occurred_at, LedgerEntry.transaction_id, LedgerEntry.line)
     ).all()  # fmt: skip
     opening = 0
@@ -73,7 +83,7 @@ def statement(
     for entry, _account, tx in rows:
         # debits of the receivable or of the credit account raise what the customer owes
         amount = entry.debit - entry.credit
-        if entry.occurred_at < lo:
+        if lo is not None and entry.occurred_at < lo:
             opening += amount
             continue
         _, debit, credit = per_tx.get(tx.id, (tx, 0, 0))

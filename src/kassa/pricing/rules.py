@@ -31,6 +31,7 @@ from typing import Any, Final, Literal, TypeAlias, get_args
 
 from kassa.core.money import (
     EXACT,
+    MAX_AMOUNT,
     MAX_UNIT_DECIMALS,
     exponent,
     multiply,
@@ -41,7 +42,6 @@ from kassa.core.money import (
 Model: TypeAlias = Literal["per_unit", "graduated", "volume", "package", "percentage"]
 MODELS: Final[tuple[Model, ...]] = get_args(Model)
 
-MAX_AMOUNT: Final = 10**15  # minor units: any price above this is a typo, not a price
 MAX_COUNT: Final = 10**18  # tier bounds, package sizes, free units (fits a BigInteger)
 _ZERO: Final = Decimal(0)
 _PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Index, Integer, String
+from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -73,7 +73,7 @@ class Adjustment(TenantOwned, Base):
     subscription_id: Mapped[str] = mapped_column(String(40))
     kind: Mapped[str] = mapped_column(String(20))
     description: Mapped[str] = mapped_column(String(300))
-    amount: Mapped[int]
+    amount: Mapped[int] = mapped_column(BigInteger)
     period_start: Mapped[datetime]
     period_end: Mapped[datetime]
     meter_id: Mapped[str | None] = mapped_column(String(40))

@@ -16,7 +16,6 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -151,44 +150,9 @@ def world(client: TestClient) -> World:
     return World(t, values)
 
 
-# Inputs of issue 13 that other changes bound (§2 back-dating and catch-up limits, §3 event
-# ingestion and subscription/test-clock dates). Until they land, real objects are not put
-# into these requests: they would run for minutes or answer the 500s those changes fix.
-# Remove an entry when its bound is in.
-PENDING_ELSEWHERE_PATHS = {"/v1/events", "/v1/events/batch", "/v1/events/import"}
-PENDING_ELSEWHERE_DATES = {
-    "/v1/subscriptions": ("start_at", "billing_anchor"),
-    "/v1/test_clocks/{clock_id}/advance": ("frozen_time",),
-}
-
-
-def _pending_elsewhere(case: Case) -> bool:
-    path = case.operation.path
-    if path in PENDING_ELSEWHERE_PATHS:
-        return True
-    names = PENDING_ELSEWHERE_DATES.get(path, ())
-    if not names or not isinstance(case.body, dict):
-        return False
-    for name in names:
-        value = case.body.get(name)
-        if not isinstance(value, str):
-            continue
-        try:
-            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            continue
-        if when.tzinfo is None or not (
-            datetime(2025, 1, 1, tzinfo=UTC) <= when <= datetime(2027, 12, 31, tzinfo=UTC)
-        ):
-            return True
-    return False
-
-
 def _put_real_ids(case: Case, data: st.DataObject, world: World) -> None:
     """Every path parameter that names an object gets a real one (nearly always); a query
     parameter or a top-level body field of the same name gets one half of the time."""
-    if _pending_elsewhere(case):
-        return
     slots: list[tuple[dict[str, Any], str, float]] = []
     slots += [(case.path_parameters or {}, name, 0.9) for name in (case.path_parameters or {})]
     slots += [(case.query, name, 0.5) for name in (case.query or {})]

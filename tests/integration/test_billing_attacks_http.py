@@ -73,9 +73,12 @@ def test_a_back_dating_flood_does_not_stall_other_organizations(
                 assert c.get("/v1/me", headers=b).status_code == 200
                 latencies.append(time.monotonic() - began)
                 assert c.get("/ready").status_code == 200
-            codes = sorted(flood)
-        assert set(codes) == {201, 422}  # beyond a year: refused; within: bounded work
-        assert codes.count(422) == 12
+            codes = list(flood)
+        # Beyond a year: refused; within: bounded work. The flooding organization may also
+        # meet its share of connections (429), never a server error.
+        beyond, within = set(codes[1::2]), set(codes[0::2])
+        assert beyond <= {422, 429} and 422 in beyond, codes
+        assert within <= {201, 429} and 201 in within, codes
         assert max(latencies) < 2.0, latencies
 
 

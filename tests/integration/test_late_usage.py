@@ -198,3 +198,27 @@ def test_an_unusual_period_is_flagged_once(client: TestClient, tenant: Tenant, r
             )
         ).all()
     assert kinds == ["usage.anomaly_detected"]
+
+
+def test_late_usage_that_cannot_be_billed_is_refused_not_a_crash(
+    client: TestClient, tenant: Tenant
+) -> None:
+    """Re-rating a closed period for a late event whose amount overflows what an invoice
+    holds (10**8 kWh at 10**12 minor units each) answers 409 and stores nothing."""
+    clock = create(client, tenant, "/v1/test_clocks", {"frozen_time": at(2026, 1, 1)})
+    customer = make_customer(client, tenant, timezone="Europe/Berlin", test_clock=clock["id"])
+    meter = {"event_name": "kwh", "name": "kWh", "aggregation": "sum", "value_property": "n"}
+    create(client, tenant, "/v1/meters", meter | {"lateness_seconds": 3600})
+    price = {"unit_amount": "1000000000000"}
+    charge = {"meter": "kwh", "model": "per_unit", "properties": price}
+    plan = make_plan(client, tenant, amount=0, pay_in_advance=False, charges=[charge])
+    make_subscription(client, tenant, customer=customer["id"], plan=plan["id"])
+    client.patch("/v1/org", json={"late_usage": "adjust"}, headers=tenant.headers)
+    advance(client, tenant, clock["id"], at(2026, 2, 10))
+    event = {"event_id": "huge", "customer": customer["id"], "event_name": "kwh"}
+    event |= {"timestamp": at(2026, 1, 15), "properties": {"n": 100_000_000}}
+    refused = client.post("/v1/events", json=event, headers=tenant.headers)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "amount_out_of_range"
+    stored = client.get("/v1/events", params={"customer": customer["id"]}, headers=tenant.headers)
+    assert stored.json()["data"] == []

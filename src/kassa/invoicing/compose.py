@@ -31,6 +31,7 @@ from kassa.ledger import postings as accounts
 from kassa.orgs import service as orgs
 from kassa.orgs.models import Organization
 from kassa.pricing import NO_USAGE, PlanPricing, Usage, rate_charge
+from kassa.pricing import AmountOutOfRange as Unratable
 from kassa.subscriptions import service as subscriptions
 from kassa.subscriptions import support
 from kassa.subscriptions.models import Adjustment, Subscription
@@ -40,13 +41,14 @@ Point = Literal["start", "period_end", "final"]
 
 # The largest amount (minor units) an invoice line or an invoice's net sum may reach: 15
 # digits (10 trillion in a 2-decimal currency). The columns are bigint (about 9.2e18);
-# the headroom keeps tax, totals, credit and ledger balances inside them too.
-MAX_AMOUNT = 10**15 - 1
+# the headroom keeps tax, totals, credit and ledger balances inside them too. (Inputs are
+# bounded lower, by ``kassa.core.money.MAX_AMOUNT``; this bounds what they multiply to.)
+MAX_BILLED_AMOUNT = 10**15 - 1
 
 
 class AmountOutOfRange(Conflict):
     """A billing error, not a crash: what the subscription's usage or fees come to cannot
-    be billed (beyond ``MAX_AMOUNT``, or beyond exact decimal arithmetic). The billing run
+    be billed (beyond ``MAX_BILLED_AMOUNT``, or beyond exact decimal arithmetic). The billing run
     records it on the subscription (``billing_error``) and bills everything else."""
 
     code = "amount_out_of_range"
@@ -339,15 +341,14 @@ def rate_usage(
     for charge in pricing.charges:
         try:
             rated = rate_charge(charge, usage.get(charge.meter, NO_USAGE))
-        except ArithmeticError:  # decimal's Inexact/Overflow/InvalidOperation, OverflowError
+        except Unratable as exc:
             raise AmountOutOfRange(
-                detail=f"The usage of meter {charge.meter} cannot be rated exactly "
-                f"(the amount is beyond {MAX_AMOUNT} minor units)."
+                detail=f"The usage of meter {charge.meter} cannot be billed: {exc.reason}."
             ) from None
-        if not -MAX_AMOUNT <= rated.amount <= MAX_AMOUNT:
+        if not -MAX_BILLED_AMOUNT <= rated.amount <= MAX_BILLED_AMOUNT:
             raise AmountOutOfRange(
                 detail=f"The usage of meter {charge.meter} comes to {rated.amount} minor units,"
-                f" beyond {MAX_AMOUNT}."
+                f" beyond {MAX_BILLED_AMOUNT}."
             )
         lines.append(
             Line("usage", charge.name or charge.meter, rated.quantity, rated.unit_amount,
@@ -369,19 +370,19 @@ def usage_lines(
 def tax_rows(decision: tax.TaxDecision, lines: list[Line]) -> list[tax.TaxLine]:
     """The tax breakdown of lines that share one decision: one row, on their sum. Every
     invoice total (issued, re-rated, previewed) is computed from these, so the amounts are
-    bounded here: ``AmountOutOfRange`` beyond ``MAX_AMOUNT``."""
+    bounded here: ``AmountOutOfRange`` beyond ``MAX_BILLED_AMOUNT``."""
     if not lines:
         return []
     net = 0
     for line in lines:
-        if not -MAX_AMOUNT <= line.amount <= MAX_AMOUNT:
+        if not -MAX_BILLED_AMOUNT <= line.amount <= MAX_BILLED_AMOUNT:
             raise AmountOutOfRange(
                 detail=f"The line {line.description!r} comes to {line.amount} minor units,"
-                f" beyond {MAX_AMOUNT}."
+                f" beyond {MAX_BILLED_AMOUNT}."
             )
         net += line.amount
-    if not -MAX_AMOUNT <= net <= MAX_AMOUNT:
+    if not -MAX_BILLED_AMOUNT <= net <= MAX_BILLED_AMOUNT:
         raise AmountOutOfRange(
-            detail=f"The invoice's lines come to {net} minor units, beyond {MAX_AMOUNT}."
+            detail=f"The invoice's lines come to {net} minor units, beyond {MAX_BILLED_AMOUNT}."
         )
     return tax.compute_tax([(decision, net)])

@@ -1,6 +1,6 @@
 """money columns bigint: plan prices, coupon amounts and prorations hold any accepted amount
 
-The API accepts amounts up to ``kassa.core.money.MAX_AMOUNT`` (10**13 minor units), but
+The API accepts amounts up to ``kassa.core.money.MAX_AMOUNT`` (10**12 minor units), but
 three money columns were ``integer`` (at most 2 147 483 647): a plan's ``amount``, a
 coupon's ``amount_off`` and a subscription adjustment's ``amount`` (a proration of a plan's
 fee). A plan of 21 474 836.48 EUR answered 500. Every other money column is already

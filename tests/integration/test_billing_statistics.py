@@ -80,6 +80,21 @@ def test_ledger_lookups_probe_each_key_whatever_the_statistics(
     from kassa.ledger import service as ledger
 
     tenant = signup(client)
+    with rt.db.transaction(tenant.org_id) as session:  # an organization with many accounts
+        session.execute(
+            text(
+                "INSERT INTO ledger_accounts (org_id, id, code, type, currency, created_at)"
+                " SELECT :org, 'la_x' || g, 'revenue:plan-' || g, 'revenue', 'eur', now()"
+                " FROM generate_series(1, 3000) AS g"
+            ),
+            {"org": tenant.org_id},
+        )
+    owner = create_engine(rt.db.urls.owner)
+    try:
+        with owner.begin() as conn:  # the statistics know them, whatever earlier tests left
+            conn.execute(text("ANALYZE ledger_accounts"))
+    finally:
+        owner.dispose()
     codes = [f"customer_credit:cus_{n}" for n in range(300)]
     wanted = [
         {"code": c, "currency": "eur", "type": "liability", "customer_id": None, "id": f"la_{n}"}

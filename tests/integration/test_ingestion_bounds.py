@@ -127,6 +127,26 @@ def test_events_before_1970_are_refused(setup: tuple[TestClient, Tenant, str]) -
 
 
 @pytest.mark.parametrize(
+    ("field", "stamp"),
+    [("from", "0001-01-01T00:00:00+06:00"), ("to", "9999-12-31T23:59:59-06:00")],
+)
+def test_a_usage_window_outside_years_1_to_9999_in_utc_is_refused(
+    setup: tuple[TestClient, Tenant, str], field: str, stamp: str
+) -> None:
+    """Found by the deep fuzzing run on the merged code: the instant is valid with its
+    offset but not in UTC, and computing the window overflowed (500)."""
+    client, tenant, customer = setup
+    window = {"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z", field: stamp}
+    for extra in ({}, {"group_by": "region"}):
+        response = client.get(
+            f"/v1/customers/{customer}/usage",
+            params={"meter": "api_calls", **window, **extra},
+            headers=tenant.headers,
+        )
+        assert_field(response, 422, "validation_error", field)
+
+
+@pytest.mark.parametrize(
     ("properties", "field", "message"),
     [
         ({"note": "x" * 1001}, "properties.note", "strings must be at most 1000 characters"),

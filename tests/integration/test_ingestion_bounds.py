@@ -108,6 +108,25 @@ def test_a_raw_non_utf8_byte_in_a_batch_is_a_422(setup: tuple[TestClient, Tenant
     assert_field(response, 422, "validation_error", "body")
 
 
+@pytest.mark.parametrize("nested", ["[" * 20000 + "]" * 20000, '{"a":' * 20000 + "1" + "}" * 20000])
+def test_csv_properties_nested_too_deep_are_a_rejected_row(
+    setup: tuple[TestClient, Tenant, str], nested: str
+) -> None:
+    """Found probing the merged code: a CSV row's properties_json nested deeper than the
+    decoder goes raised RecursionError (500); the JSON body paths already refused it."""
+    client, tenant, customer = setup
+    quoted = nested.replace('"', '""')
+    text = "event_id,customer,event_name,timestamp,value,properties_json\n"
+    text += f'deep,{customer},api_calls,2026-01-01T00:00:00Z,1,"{quoted}"\n'
+    response = client.post(
+        "/v1/events/import",
+        content=text.encode(),
+        headers={**tenant.headers, "Content-Type": "text/csv"},
+    )
+    assert response.status_code == 202, response.text
+    assert [(r["index"], r["code"]) for r in response.json()["rejected"]] == [(1, "invalid_row")]
+
+
 @pytest.mark.parametrize(
     "stamp", ["0001-01-01T00:00:00+23:59", "0001-01-01T00:00:00+10:00", "2026-01-01T00:00:00-16:00"]
 )

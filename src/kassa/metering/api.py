@@ -214,7 +214,7 @@ def _csv_event(row: list[str], meters: dict[str, Any]) -> Any:
     if len(row) == 6 and row[5].strip():
         try:
             properties = jsoncodec.decode_exact(row[5])
-        except ValueError:
+        except (ValueError, RecursionError):  # nested deeper than msgspec decodes: refused
             return "properties_json: is not valid JSON"
     meter = meters.get(event_name)
     if isinstance(properties, dict) and meter is not None and meter.value_property and value:

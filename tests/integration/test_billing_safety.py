@@ -123,6 +123,22 @@ def test_test_clock_times_are_bounded(client: TestClient, tenant: Tenant) -> Non
     assert field_of(r)[0].endswith("frozen_time")
 
 
+def test_a_clock_in_1_bc_in_utc_is_refused_and_the_list_still_reads(
+    client: TestClient, tenant: Tenant
+) -> None:
+    """The first deep run's 5xx: this clock was stored (1 BC in UTC) and every later
+    ``GET /v1/test_clocks`` answered 500 (psycopg cannot read a BC timestamp)."""
+    r = client.post(
+        "/v1/test_clocks",
+        json={"frozen_time": "0001-01-01T00:00:00+06:00"},
+        headers=tenant.headers,
+    )
+    assert r.status_code == 422, r.text
+    assert field_of(r)[0].endswith("frozen_time")
+    r = client.get("/v1/test_clocks", headers=tenant.headers)
+    assert r.status_code == 200, r.text
+
+
 def test_an_advance_needing_too_many_transitions_is_refused(
     client: TestClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:

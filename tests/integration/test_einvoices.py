@@ -238,6 +238,36 @@ def test_buyer_reference_is_bt10(client: TestClient, seller: Tenant) -> None:
     )
 
 
+def test_characters_xml_cannot_carry_are_left_out(client: TestClient, seller: Tenant) -> None:
+    """Found by the deep fuzzing run on the merged code: the API stores C0 controls (all but
+    U+0000) and U+FFFE/U+FFFF in names, addresses and descriptions, and writing them into
+    the UBL raised in lxml (500 for every e-invoice of that customer). XML 1.0 cannot carry
+    them even escaped; they are left out and the document stays valid."""
+    odd = "\x01\x0b\x1f\ufffe\uffff"
+    address = {"line1": f"Street{odd} 1", "city": "City", "postal_code": "1010", "country": "DE"}
+    cid = str(make_customer(client, seller, name=f"Odd{odd} Renter", address=address)["id"])
+    inv = create(
+        client,
+        seller,
+        "/v1/invoices",
+        {
+            "customer": cid,
+            "auto_finalize": True,
+            "lines": [{"description": f"Keys{odd}", "unit_amount": 1000}],
+        },
+    )
+    _, tree = ubl(client, seller, f"/v1/invoices/{inv['id']}")
+    assert texts(tree, f"{BUYER}cac:PartyLegalEntity/cbc:RegistrationName") == ["Odd Renter"]
+    assert texts(tree, "cac:InvoiceLine/cac:Item/cbc:Name") == ["Keys"]
+    credit = create(
+        client,
+        seller,
+        "/v1/credit_notes",
+        {"invoice": inv["id"], "amount": 100, "reason": "other", "memo": f"Sorry{odd}"},
+    )
+    ubl(client, seller, f"/v1/credit_notes/{credit['id']}")
+
+
 def test_org_bank_account_is_validated(client: TestClient, seller: Tenant) -> None:
     bad = client.patch(
         "/v1/org", json={"iban": "DE89 3704 0044 0532 0130 01"}, headers=seller.headers

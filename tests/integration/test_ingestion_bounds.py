@@ -108,6 +108,25 @@ def test_a_raw_non_utf8_byte_in_a_batch_is_a_422(setup: tuple[TestClient, Tenant
     assert_field(response, 422, "validation_error", "body")
 
 
+@pytest.mark.parametrize("nested", ["[" * 20000 + "]" * 20000, '{"a":' * 20000 + "1" + "}" * 20000])
+def test_csv_properties_nested_too_deep_are_a_rejected_row(
+    setup: tuple[TestClient, Tenant, str], nested: str
+) -> None:
+    """Found probing the merged code: a CSV row's properties_json nested deeper than the
+    decoder goes raised RecursionError (500); the JSON body paths already refused it."""
+    client, tenant, customer = setup
+    quoted = nested.replace('"', '""')
+    text = "event_id,customer,event_name,timestamp,value,properties_json\n"
+    text += f'deep,{customer},api_calls,2026-01-01T00:00:00Z,1,"{quoted}"\n'
+    response = client.post(
+        "/v1/events/import",
+        content=text.encode(),
+        headers={**tenant.headers, "Content-Type": "text/csv"},
+    )
+    assert response.status_code == 202, response.text
+    assert [(r["index"], r["code"]) for r in response.json()["rejected"]] == [(1, "invalid_row")]
+
+
 @pytest.mark.parametrize(
     "stamp", ["0001-01-01T00:00:00+23:59", "0001-01-01T00:00:00+10:00", "2026-01-01T00:00:00-16:00"]
 )
@@ -124,6 +143,26 @@ def test_events_before_1970_are_refused(setup: tuple[TestClient, Tenant, str]) -
     client, tenant, customer = setup
     body = {**event(customer, "old", n=1), "timestamp": "1969-12-31T23:59:59Z"}
     assert_field(one(client, tenant, body), 422, "invalid_timestamp", "timestamp")
+
+
+@pytest.mark.parametrize(
+    ("field", "stamp"),
+    [("from", "0001-01-01T00:00:00+06:00"), ("to", "9999-12-31T23:59:59-06:00")],
+)
+def test_a_usage_window_outside_years_1_to_9999_in_utc_is_refused(
+    setup: tuple[TestClient, Tenant, str], field: str, stamp: str
+) -> None:
+    """Found by the deep fuzzing run on the merged code: the instant is valid with its
+    offset but not in UTC, and computing the window overflowed (500)."""
+    client, tenant, customer = setup
+    window = {"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z", field: stamp}
+    for extra in ({}, {"group_by": "region"}):
+        response = client.get(
+            f"/v1/customers/{customer}/usage",
+            params={"meter": "api_calls", **window, **extra},
+            headers=tenant.headers,
+        )
+        assert_field(response, 422, "validation_error", field)
 
 
 @pytest.mark.parametrize(

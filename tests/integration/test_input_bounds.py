@@ -228,3 +228,35 @@ def test_a_coupon_redeem_by_before_year_one_in_utc_is_refused(
     )  # fmt: skip
     assert earliest.status_code == 201, earliest.text
     assert client.get("/v1/coupons", headers=tenant.headers).status_code == 200
+
+
+@pytest.mark.parametrize("locale", ["zz", "en_XX", "qq-XX"])
+def test_a_locale_babel_does_not_know_is_refused(
+    client: TestClient, tenant: Tenant, locale: str
+) -> None:
+    """Found probing the merged code: ``zz`` fits the locale pattern and was stored, then
+    every PDF of the customer (invoice, statement) answered 500 (babel's UnknownLocaleError)."""
+    response = client.post(
+        "/v1/customers", json={"name": "Renter", "locale": locale}, headers=tenant.headers
+    )
+    assert response.status_code == 422, response.text
+    assert problem_fields(response) == ["locale"]
+    customer = make_customer(client, tenant, locale="de-AT")
+    response = client.patch(
+        f"/v1/customers/{customer['id']}", json={"locale": locale}, headers=tenant.headers
+    )
+    assert response.status_code == 422, response.text
+    assert problem_fields(response) == ["locale"]
+
+
+def test_a_statement_pdf_in_a_hyphenated_locale_works(client: TestClient, tenant: Tenant) -> None:
+    """Found probing the merged code: the pattern admits ``de-AT``; the invoice PDF turned
+    it into babel's ``de_AT`` but the statement PDF did not (500)."""
+    customer = make_customer(client, tenant, locale="de-AT")
+    response = client.get(
+        f"/v1/customers/{customer['id']}/statement",
+        params={"from": "2026-01-01", "to": "2026-01-31", "format": "pdf"},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/pdf"

@@ -3,10 +3,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+from babel import Locale, UnknownLocaleError
 from pydantic import BaseModel, EmailStr, Field, field_validator
 
 from kassa.core.schemas import Metadata, Strict
 from kassa.orgs.schemas import Address, check_currency, check_timezone
+
+
+def check_locale(value: str | None) -> str | None:
+    """A locale the documents can be written in: babel must know it (``zz`` fits the pattern
+    but made every PDF of the customer a 500)."""
+    if value is not None:
+        try:
+            Locale.parse(value.replace("-", "_"))
+        except (ValueError, UnknownLocaleError):
+            raise ValueError("must be a known locale, e.g. de or de_AT") from None
+    return value
 
 
 class TaxInfo(Strict):
@@ -37,6 +49,7 @@ class CustomerIn(Strict):
 
     _currency = field_validator("currency")(check_currency)
     _timezone = field_validator("timezone")(check_timezone)
+    _locale = field_validator("locale")(check_locale)
 
 
 class CustomerPatch(Strict):
@@ -60,6 +73,7 @@ class CustomerPatch(Strict):
 
     _currency = field_validator("currency")(check_currency)
     _timezone = field_validator("timezone")(check_timezone)
+    _locale = field_validator("locale")(check_locale)
 
 
 class Customer(BaseModel):

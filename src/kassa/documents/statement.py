@@ -31,6 +31,8 @@ def render_statement_html(
     *, seller: str, buyer: str, locale: str, currency: str, start: date, end: date,
     opening: int, closing: int, items: Sequence[Item],
 ) -> str:  # fmt: skip
+    locale = locale.replace("-", "_")  # "de-AT" as stored; babel takes "de_AT" (as pdf.py does)
+
     def money(minor: int) -> str:
         return escape(format_currency(to_major(minor, currency), currency.upper(), locale=locale))
 

@@ -213,9 +213,22 @@ class _Writer:
         _cbc(parent, name, _decimal(value), currencyID=self.code)
 
 
+# What XML 1.0 cannot carry at all, not even as a character reference (its ``Char``
+# production): C0 controls other than tab, LF and CR, surrogates, U+FFFE and U+FFFF. The API
+# stores them in names, addresses and descriptions (only U+0000 is refused), and lxml raises
+# on them (a 500 for every e-invoice of such a customer); they print as nothing, so they are
+# left out of the document.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(value: str) -> str:
+    return _NOT_XML.sub("", value)
+
+
 def _cbc(parent: _Element, name: str, text: str, **attributes: str) -> _Element:
-    element = etree.SubElement(parent, f"{{{CBC}}}{name}", attributes)
-    element.text = text
+    safe = {key: _xml_text(value) for key, value in attributes.items()}
+    element = etree.SubElement(parent, f"{{{CBC}}}{name}", safe)
+    element.text = _xml_text(text)
     return element
 
 

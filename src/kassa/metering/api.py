@@ -10,7 +10,6 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -20,7 +19,7 @@ from kassa.core import jsoncodec
 from kassa.core.context import Principal
 from kassa.core.errors import FieldError, ValidationFailed, field_error
 from kassa.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
-from kassa.core.schemas import problem_responses
+from kassa.core.schemas import Timestamp, problem_responses
 from kassa.customers import service as customers
 from kassa.identity.auth import READ, WRITE, db, idempotent, runtime
 from kassa.metering import anomaly, ingest, rules, service
@@ -215,7 +214,7 @@ def _csv_event(row: list[str], meters: dict[str, Any]) -> Any:
     if len(row) == 6 and row[5].strip():
         try:
             properties = jsoncodec.decode_exact(row[5])
-        except ValueError:
+        except (ValueError, RecursionError):  # nested deeper than msgspec decodes: refused
             return "properties_json: is not valid JSON"
     meter = meters.get(event_name)
     if isinstance(properties, dict) and meter is not None and meter.value_property and value:
@@ -265,8 +264,8 @@ def list_events(
 def customer_usage(
     customer: str,
     meter: str = Query(max_length=100, description="Meter id or event_name"),
-    from_: AwareDatetime | None = Query(None, alias="from"),
-    to: AwareDatetime | None = Query(None),
+    from_: Timestamp | None = Query(None, alias="from"),
+    to: Timestamp | None = Query(None),
     group_by: str | None = Query(None, max_length=100, description="A property to group by"),
     # a default, not default_factory: pydantic inspects a factory's signature on every call
     filter_: list[str] = Query([], alias="filter", description="property=value (repeatable)"),

@@ -25,6 +25,16 @@ def test_the_default_mailer_writes_eml_files_to_the_outbox(tmp_path: Path) -> No
     assert eml.stat().st_mode & 0o077 == 0  # tokens inside: owner-only
 
 
+def test_a_subject_made_of_a_name_with_line_breaks_is_one_line(tmp_path: Path) -> None:
+    """An organization named with a line break (the API stores it) made the invitation
+    mail fail in the background: a header is one line, so the breaks become spaces."""
+    mailer = build_mailer(None, "kassa@example.com", tmp_path)
+    mailer.send(Message(to="c@example.com", subject="Invited to Acme\r\nBcc: x@evil", text="-"))
+    [found] = mails_to(tmp_path / "outbox", "c@example.com")
+    assert found["Subject"] == "Invited to Acme Bcc: x@evil"
+    assert found["Bcc"] is None
+
+
 def test_smtp_mailer_delivers_to_a_real_server(smtp: SmtpSink) -> None:
     mailer = build_mailer(smtp.url, "kassa@example.com", Path("/nonexistent"))
     assert isinstance(mailer, SmtpMailer) and not mailer.starttls

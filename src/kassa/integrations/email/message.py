@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -20,10 +21,15 @@ class Message:
         msg = EmailMessage()
         msg["From"] = sender
         msg["To"] = self.to
-        msg["Subject"] = self.subject
+        # A header is one line: names that reach a subject (an organization's) may hold line
+        # breaks, which the email library refuses (it never lets them inject headers).
+        msg["Subject"] = _LINE_BREAKS.sub(" ", self.subject)
         msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
         msg.set_content(self.text)
         return msg
+
+
+_LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
 
 
 class Mailer(Protocol):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import threading
 import time
 import uuid
@@ -30,6 +29,7 @@ from kassa.core.logging import configure_logging
 from kassa.db import embedded
 from kassa.db import migrate as migrations
 from kassa.runtime import Runtime
+from tests.server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "correct horse battery staple"
@@ -205,9 +205,7 @@ class SmtpSink:
                     sink.messages.append(parsed)
                 return "250 Message accepted for delivery"
 
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
+        port = free_port()
         self.controller = Controller(Handler(), hostname="127.0.0.1", port=port)
         self.url = f"smtp://127.0.0.1:{port}"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,14 +15,9 @@ from sqlalchemy import text
 
 from kassa.config import Settings
 from kassa.runtime import Runtime
+from tests.server import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env(data_dir: Path) -> dict[str, str]:
@@ -63,7 +57,7 @@ def _stop(proc: subprocess.Popen[str]) -> str:
 
 
 def test_serve_starts_ready_with_demo_and_keeps_data(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     proc = _serve(tmp_path, port)
     try:
         ready = _wait_ready(proc, port)

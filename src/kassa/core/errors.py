@@ -69,6 +69,15 @@ class Conflict(KassaError):
     title = "Conflict"
 
 
+class AmountOutOfRange(Conflict):
+    """A billing error, not a crash: what usage or fees come to cannot be billed (beyond
+    what an invoice line or total may hold, or beyond exact decimal arithmetic). Billing
+    runs record it on the subscription; requests answer it."""
+
+    code = "amount_out_of_range"
+    title = "An amount is beyond what an invoice can hold"
+
+
 class Unauthorized(KassaError):
     status = 401
     code = "unauthorized"

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from kassa.catalog import coupons, plans
 from kassa.catalog.models import Coupon, Plan, PlanVersion
-from kassa.core.errors import Conflict
+from kassa.core.errors import AmountOutOfRange
 from kassa.core.money import multiply, round_minor
 from kassa.customers.models import Customer
 from kassa.ledger import postings as accounts
@@ -44,15 +44,6 @@ Point = Literal["start", "period_end", "final"]
 # the headroom keeps tax, totals, credit and ledger balances inside them too. (Inputs are
 # bounded lower, by ``kassa.core.money.MAX_AMOUNT``; this bounds what they multiply to.)
 MAX_BILLED_AMOUNT = 10**15 - 1
-
-
-class AmountOutOfRange(Conflict):
-    """A billing error, not a crash: what the subscription's usage or fees come to cannot
-    be billed (beyond ``MAX_BILLED_AMOUNT``, or beyond exact decimal arithmetic). The billing run
-    records it on the subscription (``billing_error``) and bills everything else."""
-
-    code = "amount_out_of_range"
-    title = "An amount is beyond what an invoice can hold"
 
 
 UsageSource = Callable[[Session, Subscription, datetime, datetime], Mapping[str, Usage]]

@@ -20,11 +20,12 @@ from sqlalchemy.orm import Session
 from kassa.catalog.models import Meter, PlanVersion
 from kassa.clocks.models import TestClock
 from kassa.core.clock import Clock
-from kassa.core.errors import Conflict
+from kassa.core.errors import AmountOutOfRange
 from kassa.core.ids import new_id
 from kassa.customers.models import Customer
 from kassa.db import bulk
-from kassa.pricing import AmountOutOfRange, parse_charge, rate_charge
+from kassa.pricing import AmountOutOfRange as Unratable
+from kassa.pricing import parse_charge, rate_charge
 from kassa.subscriptions import rules as periods
 from kassa.subscriptions import support
 from kassa.subscriptions.models import Adjustment, Subscription
@@ -127,14 +128,6 @@ def period_containing(
     return max(start, sub.start_at), end
 
 
-class UsageNotBillable(Conflict):
-    """Re-rating a closed period for late or voided usage came to an amount no invoice can
-    hold: the change is refused, as billing would refuse it (never a crash)."""
-
-    code = "amount_out_of_range"
-    title = "An amount is beyond what an invoice can hold"
-
-
 def charge_amount(
     session: Session, sub: Subscription, meter_id: str, start: datetime, end: datetime
 ) -> int:
@@ -153,8 +146,8 @@ def charge_amount(
             )
             try:
                 total += rate_charge(charge, usage[meter_id]).amount
-            except AmountOutOfRange as exc:
-                raise UsageNotBillable(
+            except Unratable as exc:
+                raise AmountOutOfRange(
                     detail=f"With this event the usage of meter {meter_id} for "
                     f"{start:%Y-%m-%d} – {end:%Y-%m-%d} cannot be billed: {exc.reason}."
                 ) from None

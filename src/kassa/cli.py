@@ -279,12 +279,10 @@ def rebuild_usage(
 
 
 def _org_exists(rt: Runtime, org_id: str) -> bool:
-    from sqlalchemy import select
-
-    from kassa.orgs.models import Organization
+    from kassa.orgs import service as orgs
 
     with rt.db.transaction() as session:
-        return session.scalar(select(Organization.id).where(Organization.id == org_id)) is not None
+        return bool(orgs.ids(session, only=org_id))
 
 
 @billing_cli.command("run")
@@ -362,17 +360,12 @@ def billing_errors(
     runs retry them with backoff. Exit 0 whether or not there are any."""
     import json
 
-    from sqlalchemy import select
-
-    from kassa.orgs.models import Organization
+    from kassa.orgs import service as orgs
     from kassa.subscriptions import service as subscriptions
 
     rt = _boot(migrate=True)
     with rt.db.transaction() as session:
-        stmt = select(Organization.id).order_by(Organization.id)
-        if org:
-            stmt = stmt.where(Organization.id == org)
-        org_ids = list(session.scalars(stmt))
+        org_ids = orgs.ids(session, only=org)
     if org and not org_ids:
         rt.close()
         console.print(f"[red]no organization {org}[/]")

@@ -40,7 +40,7 @@ from kassa.customers.models import Customer
 from kassa.db.engine import Database
 from kassa.invoicing import bulk, service
 from kassa.invoicing.models import Invoice
-from kassa.orgs.models import Organization
+from kassa.orgs import service as orgs
 from kassa.subscriptions import engine
 from kassa.subscriptions import service as subscriptions
 from kassa.subscriptions.models import Subscription
@@ -113,7 +113,7 @@ def _orgs(db: Database, org_id: str | None) -> list[str]:
     if org_id is not None:
         return [org_id]
     with db.transaction() as session:
-        return list(session.scalars(select(Organization.id).order_by(Organization.id)))
+        return orgs.ids(session)
 
 
 def run(

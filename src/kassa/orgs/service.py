@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kassa.core.context import Principal
@@ -45,6 +46,15 @@ def create_org(
     session.add(org)
     session.flush()
     return org
+
+
+def ids(session: Session, only: str | None = None) -> list[str]:
+    """Every organization's id in order (operations walk them one by one); ``only``: that
+    one, if it exists."""
+    stmt = select(Organization.id).order_by(Organization.id)
+    if only is not None:
+        stmt = stmt.where(Organization.id == only)
+    return list(session.scalars(stmt))
 
 
 def load(session: Session, org_id: str) -> Organization:

@@ -55,7 +55,7 @@ def test_a_back_dating_flood_does_not_stall_other_organizations(
         customer = c.post("/v1/customers", json={"name": "X"}, headers=a).json()["id"]
         year_ago = (datetime.now(UTC) - timedelta(days=365)).isoformat()
 
-        def back_date(n: int) -> int:
+        def back_date(n: int) -> int | str:
             start = "0001-01-01T00:00:00Z" if n % 2 else year_ago
             with s.client() as own:
                 r = own.post(
@@ -63,6 +63,9 @@ def test_a_back_dating_flood_does_not_stall_other_organizations(
                     json={"customer": customer, "plan": plan["id"], "start_at": start},
                     headers=a,
                 )
+                if r.status_code in (429, 503):  # a limit of docs/limits.md: told to retry
+                    assert "Retry-After" in r.headers, r.text
+                    return str(r.json()["code"])
                 return r.status_code
 
         with ThreadPoolExecutor(12) as pool:
@@ -75,10 +78,11 @@ def test_a_back_dating_flood_does_not_stall_other_organizations(
                 assert c.get("/ready").status_code == 200
             codes = list(flood)
         # Beyond a year: refused; within: bounded work. The flooding organization may also
-        # meet its share of connections (429), never a server error.
+        # meet its share of connections or its lock wait (told to retry), never a crash.
+        retry = {"org_concurrency_limit", "lock_timeout", "database_busy"}
         beyond, within = set(codes[1::2]), set(codes[0::2])
-        assert beyond <= {422, 429} and 422 in beyond, codes
-        assert within <= {201, 429} and 201 in within, codes
+        assert beyond <= {422} | retry and 422 in beyond, codes
+        assert within <= {201} | retry and 201 in within, codes
         assert max(latencies) < 2.0, latencies
 
 
